@@ -94,6 +94,51 @@ void bq_queue_free(struct bq_queue *q);
 int bq_job_add(struct bq_queue *q, const char *name, const char *data,
 	       const struct bq_job_opts *opts, char **job_id, bool *duplicated, struct fl_err *err);
 
+/* ---- Operator view (flowd queue) ----------------------------------------------------------- */
+
+/* The URL of the private redis-server that `flowd serve` starts when AP_REDIS_URL is unset:
+ * "unix://<config_path>/redis.sock". Heap string; the caller frees it with fl_free. */
+char *bq_embedded_redis_url(const char *config_path);
+
+/* Counts per state, the numbers BullMQ's getJobCounts gives (paused: the legacy BullMQ 5 list,
+ * which BullMQ 6 no longer reports). */
+struct bq_counts {
+	int64_t active, completed, delayed, failed, paused, prioritized, waiting, waiting_children;
+};
+int bq_queue_counts(struct bq_queue *q, struct bq_counts *counts, struct fl_err *err);
+/* Whether meta.paused is set. */
+int bq_queue_is_paused(struct bq_queue *q, bool *paused, struct fl_err *err);
+
+/* Pauses (no worker fetches; jobs stay where they are) or resumes the queue, with the `paused` /
+ * `resumed` events. Returns 0 or FL_EREDIS. */
+int bq_queue_pause(struct bq_queue *q, bool pause, struct fl_err *err);
+
+/* The states bq_queue_list and bq_queue_clean take: "waiting", "active", "delayed",
+ * "prioritized", "completed", "failed", "paused". */
+bool bq_state_valid(const char *state);
+
+/* Lists up to `limit` jobs in `state` starting at `offset`, in the order BullMQ's getJobs gives
+ * (waiting/active/paused: next first; delayed/prioritized: soonest first; completed/failed:
+ * newest first). *jobs receives a new JSON array of job objects shaped like BullMQ's
+ * Job.toJSON ({"id","name","data","opts","progress","timestamp","delay","priority",
+ * "processedOn","finishedOn","attemptsMade","attemptsStarted","stalledCounter",
+ * "failedReason","returnvalue","stacktrace"}); the caller decrefs it. */
+int bq_queue_list(struct bq_queue *q, const char *state, int64_t offset, int64_t limit,
+		  json_t **jobs, struct fl_err *err);
+
+/* One job as bq_queue_list shapes it, or FL_ENOTFOUND. */
+int bq_job_get(struct bq_queue *q, const char *id, json_t **job, struct fl_err *err);
+
+/* Moves failed jobs (at most `max`; <= 0: all) back to `wait`, as BullMQ's retryJobs. *moved
+ * receives how many. */
+int bq_queue_retry_failed(struct bq_queue *q, int64_t max, int64_t *moved, struct fl_err *err);
+
+/* Deletes jobs in `state` (not "active") older than grace_ms (finishedOn for finished jobs,
+ * creation time otherwise), at most `limit` (<= 0: no limit), as BullMQ's Queue.clean. *removed
+ * receives how many. */
+int bq_queue_clean(struct bq_queue *q, const char *state, int64_t grace_ms, int64_t limit,
+		   int64_t *removed, struct fl_err *err);
+
 /* ---- Worker (consumer) --------------------------------------------------------------------- */
 
 /* One job handed to the processor. Everything is borrowed for the length of the callback. */
