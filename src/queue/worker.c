@@ -578,6 +578,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 					next->owner = r;
 					next->job = r->element[1];
 					r = NULL;
+				} else if (r->elements == 2) {
+					note_empty_fetch(w, r->element[1]);
 				}
 			}
 		}
