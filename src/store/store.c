@@ -1234,6 +1234,46 @@ int store_run_finish(struct store *s, const struct store_finish *f, struct store
 	return rc;
 }
 
+int store_run_retry_pending(struct store *s, const char *run_id, int attempt,
+			    enum store_run_status status, int64_t now, struct fl_err *err)
+{
+	if (!is_failure(status))
+		return fl_err_set(err, FL_EINVAL, "%s is not a failure",
+				  store_run_status_name(status));
+	struct store_conn *c;
+	int rc = tx_begin(s, &c, err);
+	if (rc)
+		return rc;
+	struct store_run run;
+	rc = get_run(s, c, run_id, &run, err);
+	if (!rc && run.attempt != attempt) {
+		rc = fl_err_set(err, FL_ECONFLICT,
+				"attempt %d of run '%s' was superseded by attempt %d", attempt, run_id,
+				run.attempt);
+	} else if (!rc && run.status == STORE_RUN_QUEUED) {
+		char *ended = NULL;
+		rc = s->drv->query(c,
+				   "SELECT status FROM run_attempts WHERE run_id = ? AND attempt = ?",
+				   P(T(run_id), I(attempt)), text_row, &ended, err);
+		if (!rc && !(ended && !strcmp(ended, store_run_status_name(status))))
+			rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is QUEUED", run_id);
+		fl_free(ended);
+	} else if (!rc && run.status != STORE_RUN_RUNNING) {
+		rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is %s", run_id,
+				store_run_status_name(run.status));
+	} else if (!rc) {
+		rc = s->drv->exec(c,
+				  "UPDATE runs SET status = 'QUEUED', updated_at = ? WHERE id = ? "
+				  "AND status = 'RUNNING' AND attempt = ?",
+				  P(I(now), T(run_id), I(attempt)), NULL, err);
+		if (!rc)
+			rc = close_attempt(s, c, run_id, store_run_status_name(status), now, err);
+	}
+	if (run.id)
+		store_run_release(&run);
+	return tx_end(s, c, rc, err);
+}
+
 static char *failed_step_json(const char *message)
 {
 	json_t *o = json_pack("{s:s, s:s, s:s}", "name", "", "displayName", "", "message",

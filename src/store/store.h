@@ -263,6 +263,12 @@ void store_job_release(struct store_job *j);
 int store_run_finish(struct store *s, const struct store_finish *f, struct store_job *job,
 		     struct fl_err *err);
 
+/* Ends the current attempt with status (a failure) when the BullMQ job will be delivered again:
+ * the run goes back to QUEUED for that redelivery, with its step records kept. Repeating the
+ * call is harmless. FL_ECONFLICT when attempt is not current or the run is not RUNNING. */
+int store_run_retry_pending(struct store *s, const char *run_id, int attempt,
+			    enum store_run_status status, int64_t now, struct fl_err *err);
+
 /* Force-ends a run the reaper found abandoned: only if it is still in status expect and attempt
  * expect_attempt (so a result that arrives meanwhile wins). message becomes failedStep's
  * message. FL_ECONFLICT when the guard fails. */
