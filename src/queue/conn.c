@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,11 +196,26 @@ bad:
 
 /* ---- connection ---------------------------------------------------------------------------- */
 
+/* A write to a Redis that went away raises SIGPIPE, whose default action would end a daemon
+ * over one dropped connection; hiredis then sees EPIPE instead. A handler set by the program
+ * is left alone. */
+static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
+
+static void ignore_sigpipe(void)
+{
+	struct sigaction sa;
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+		sa.sa_handler = SIG_IGN;
+		sigaction(SIGPIPE, &sa, NULL);
+	}
+}
+
 int bq_conn_init(struct bq_conn *c, const char *url, const char *client_name, int timeout_ms,
 		 struct fl_err *err)
 {
 	memset(c, 0, sizeof(*c));
 	pthread_once(&scripts_once, build_scripts);
+	pthread_once(&sigpipe_once, ignore_sigpipe);
 	int rc = bq_redis_addr_parse(url, &c->addr, err);
 	if (rc)
 		return rc;

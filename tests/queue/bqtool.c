@@ -4,6 +4,13 @@
  * bullmq package; bench/queue.sh times it against the Node Worker.
  *
  *   bqtool add URL QUEUE NAME DATA [OPTS_JSON] [--count N] [--quiet]
+ *   bqtool work URL QUEUE [--concurrency N] [--lock-ms N] [--stalled-ms N] [--max-stalled N]
+ *               [--names A,B] [--exit-after N] [--invocations FILE] [--grace-ms N]
+ *               [--worker-name S] [--remove-on-complete JSON] [--remove-on-fail JSON]
+ *
+ * `work` prints "ready" once connected, and on exit (SIGTERM/SIGINT, or --exit-after jobs
+ * finished) one JSON line: {"completed","failed","retried","lost","handed_back","seconds"},
+ * seconds counted from the first job's start to the last finish.
  */
 #include "core/alloc.h"
 #include "core/err.h"
@@ -11,14 +18,20 @@
 #include "core/time.h"
 #include "queue/bq.h"
 
+#include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int die_usage(void)
 {
-	fprintf(stderr, "usage: bqtool add URL QUEUE NAME DATA [OPTS_JSON] [--count N] [--quiet]\n");
+	fprintf(stderr, "usage: bqtool add URL QUEUE NAME DATA [OPTS_JSON] [--count N] [--quiet]\n"
+			"       bqtool work URL QUEUE [options]\n");
 	return 2;
 }
 
@@ -126,6 +139,163 @@ static int cmd_add(int argc, char **argv)
 	return status;
 }
 
+
+/* ---- work ---------------------------------------------------------------------------------- */
+
+static int invocations_fd = -1;
+static atomic_llong first_start_us;
+
+static void process(void *arg, const struct bq_job *job, struct bq_result *res)
+{
+	long long zero = 0;
+	atomic_compare_exchange_strong(&first_start_us, &zero, (long long)fl_mono_us());
+	if (invocations_fd >= 0) {
+		char line[512];
+		int n = snprintf(line, sizeof(line), "%s %d %s\n", job->id, job->attempts_made,
+				 job->name);
+		if (write(invocations_fd, line, (size_t)n) < 0)
+			perror("bqtool: invocations");
+	}
+	res->outcome = BQ_COMPLETED;
+	json_t *d = job->data;
+	if (!json_is_object(d))
+		return;
+	json_t *v;
+	struct fl_err err = { 0 };
+	if ((v = json_object_get(d, "progress"))) {
+		char *p = fl_json_dump(v);
+		if (bq_job_progress(job, p, &err))
+			fprintf(stderr, "bqtool: progress: %s\n", err.msg);
+		free(p);
+	}
+	if ((v = json_object_get(d, "log")) && json_is_string(v) &&
+	    bq_job_log(job, json_string_value(v), &err) < 0)
+		fprintf(stderr, "bqtool: log: %s\n", err.msg);
+	if ((v = json_object_get(d, "sleep"))) {
+		int64_t until = fl_mono_ms() + json_integer_value(v);
+		while (fl_mono_ms() < until && !bq_job_lock_lost(job))
+			fl_sleep_ms(5);
+	}
+	if ((v = json_object_get(d, "fail"))) {
+		json_t *upto = json_object_get(d, "failUntilAttempt");
+		if (!upto || job->attempts_made < json_integer_value(upto)) {
+			res->outcome = json_is_true(json_object_get(d, "final")) ? BQ_FAILED_NO_RETRY
+										  : BQ_FAILED;
+			res->failed_reason = fl_strdup(json_is_string(v) ? json_string_value(v)
+									 : "failed");
+			return;
+		}
+	}
+	if ((v = json_object_get(d, "return")))
+		res->returnvalue = json_incref(v);
+}
+
+static int keep_arg(const char *s, struct bq_keep *k)
+{
+	json_t *v = json_loads(s, JSON_DECODE_ANY, NULL);
+	if (!v)
+		return -1;
+	keep_from(v, k);
+	json_decref(v);
+	return 0;
+}
+
+static int cmd_work(int argc, char **argv)
+{
+	if (argc < 2)
+		return die_usage();
+	struct bq_worker_opts o;
+	bq_worker_opts_init(&o);
+	o.redis_url = argv[0];
+	o.queue = argv[1];
+	long exit_after = 0;
+	int grace_ms = 0;
+	char *names = NULL;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			return die_usage();
+		i++;
+		if (!strcmp(a, "--concurrency"))
+			o.concurrency = atoi(v);
+		else if (!strcmp(a, "--lock-ms"))
+			o.lock_duration_ms = atoi(v);
+		else if (!strcmp(a, "--stalled-ms"))
+			o.stalled_interval_ms = atoi(v);
+		else if (!strcmp(a, "--max-stalled"))
+			o.max_stalled_count = atoi(v);
+		else if (!strcmp(a, "--drain-ms"))
+			o.drain_delay_ms = atoi(v);
+		else if (!strcmp(a, "--names"))
+			names = fl_strdup(v);
+		else if (!strcmp(a, "--exit-after"))
+			exit_after = atol(v);
+		else if (!strcmp(a, "--grace-ms"))
+			grace_ms = atoi(v);
+		else if (!strcmp(a, "--worker-name"))
+			o.worker_name = v;
+		else if (!strcmp(a, "--remove-on-complete") && !keep_arg(v, &o.remove_on_complete))
+			;
+		else if (!strcmp(a, "--remove-on-fail") && !keep_arg(v, &o.remove_on_fail))
+			;
+		else if (!strcmp(a, "--invocations")) {
+			invocations_fd = open(v, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+			if (invocations_fd < 0) {
+				perror(v);
+				return 2;
+			}
+		} else
+			return die_usage();
+	}
+	const char *name_list[64] = { 0 };
+	if (names) {
+		int n = 0;
+		for (char *t = strtok(names, ","); t && n < 63; t = strtok(NULL, ","))
+			name_list[n++] = t;
+		o.job_names = name_list;
+	}
+	o.process = process;
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	struct fl_err err = { 0 };
+	struct bq_worker *w;
+	if (bq_worker_new(&o, &w, &err)) {
+		fprintf(stderr, "bqtool: %s\n", err.msg);
+		return 1;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	struct bq_worker_stats st;
+	struct timespec tick = { 0, 2000000 };
+	for (;;) {
+		int sig = sigtimedwait(&set, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (exit_after > 0) {
+			bq_worker_get_stats(w, &st);
+			if ((long)(st.completed + st.failed) >= exit_after)
+				break;
+		}
+	}
+	int64_t end_us = fl_mono_us();
+	int handed = bq_worker_stop(w, grace_ms);
+	bq_worker_get_stats(w, &st);
+	bq_worker_free(w);
+	long long start = atomic_load(&first_start_us);
+	printf("{\"completed\":%llu,\"failed\":%llu,\"retried\":%llu,\"lost\":%llu,"
+	       "\"handed_back\":%d,\"seconds\":%.4f}\n",
+	       (unsigned long long)st.completed, (unsigned long long)st.failed,
+	       (unsigned long long)st.retried, (unsigned long long)st.lost, handed,
+	       start ? (double)(end_us - start) / 1e6 : 0.0);
+	fl_free(names);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	fl_alloc_init();
@@ -133,5 +303,7 @@ int main(int argc, char **argv)
 		return die_usage();
 	if (!strcmp(argv[1], "add"))
 		return cmd_add(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "work"))
+		return cmd_work(argc - 2, argv + 2);
 	return die_usage();
 }
