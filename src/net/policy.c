@@ -144,7 +144,7 @@ int net_policy_resolve(const struct net_policy *policy, const char *host, struct
 
 struct net_guard {
 	const struct net_policy *policy;
-	int attached;
+	CURL *curl; /* the handle the options below are set on */
 	/* The current hop: its host as curl names it, its port, and the checked addresses. */
 	char *host;
 	unsigned port;
@@ -166,6 +166,13 @@ void net_guard_free(struct net_guard *guard)
 {
 	if (!guard)
 		return;
+	/* The handle may outlive the guard (net/http.c keeps one per thread): leave it with no
+	 * pointer into freed memory. */
+	if (guard->curl) {
+		curl_easy_setopt(guard->curl, CURLOPT_OPENSOCKETFUNCTION, NULL);
+		curl_easy_setopt(guard->curl, CURLOPT_OPENSOCKETDATA, NULL);
+		curl_easy_setopt(guard->curl, CURLOPT_RESOLVE, NULL);
+	}
 	fl_free(guard->host);
 	fl_free(guard->pinned);
 	curl_slist_free_all(guard->resolve);
@@ -220,7 +227,7 @@ static int attach(struct net_guard *g, CURL *curl, struct fl_err *err)
 	    curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, guard_open_socket) != CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, g) != CURLE_OK)
 		return fl_err_set(err, FL_EIO, "cannot set the network policy on the request");
-	g->attached = 1;
+	g->curl = curl;
 	return 0;
 }
 
@@ -233,8 +240,11 @@ int net_guard_hop(struct net_guard *guard, CURL *curl, const char *url, struct f
 	fl_err_clear(&g->refusal);
 	/* Until this hop is checked, nothing may connect. */
 	g->n_pinned = 0;
-	if (!g->attached && attach(g, curl, err))
-		return err ? err->code : FL_EIO;
+	if (g->curl != curl) {
+		int rc = attach(g, curl, err);
+		if (rc)
+			return rc;
+	}
 
 	/* The host and port are read with curl's own URL parser, so that they are the ones curl
 	 * will connect to: it decodes %-escapes and normalises numeric hosts itself. */

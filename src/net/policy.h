@@ -50,9 +50,10 @@ int net_policy_resolve(const struct net_policy *policy, const char *host, struct
 		       size_t *n, struct fl_err *err);
 
 /* Enforcement of a policy on one curl easy handle for the length of one request, redirects
- * included. The guard borrows the policy (which must outlive it) and must itself outlive every
- * curl_easy_perform of the handle it is attached to (it owns the callback data and the resolve
- * list). With a NULL or UNRESTRICTED policy every call is a no-op that returns 0. */
+ * included. The guard borrows the policy, which must outlive it. It owns the callback data and
+ * the resolve list it sets on the handle, so it is freed only after the request's last
+ * curl_easy_perform; net_guard_free then removes them from the handle, which may be reused.
+ * With a NULL or UNRESTRICTED policy every call is a no-op that returns 0. */
 struct net_guard;
 
 struct net_guard *net_guard_new(const struct net_policy *policy);

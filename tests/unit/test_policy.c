@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "net/http.h"
 #include "net/policy.h"
 
 #include <arpa/inet.h>
@@ -614,6 +615,59 @@ static void test_strict_mixed_resolution(void **state)
 	assert_string_equal(msg, "blocked address 127.0.0.1 for host 'mixed.test' (loopback)");
 }
 
+/* The same through net/http.c, which guards every hop of its own redirect loop. */
+static void test_http_client(void **state)
+{
+	struct net_policy *p = strict_policy("127.0.0.2");
+	struct net_http_request req = { .follow_redirects = 1, .policy = p, .timeout_ms = 5000 };
+	struct net_http_response resp;
+	struct fl_err err;
+	char url[128];
+	req.url = url;
+	reset_counts();
+
+	snprintf(url, sizeof url, "http://127.0.0.2:%u/", srv2.port);
+	assert_int_equal(net_http_do(&req, &resp, &err), 0);
+	assert_int_equal(resp.status, 200);
+	assert_string_equal(resp.body, "two");
+	net_http_response_release(&resp);
+
+	static const char *const blocked[] = { "http://127.0.0.1:%u/", "http://localhost:%u/",
+					       "http://2130706433:%u/", "http://0x7f.1:%u/",
+					       "http://0177.0.0.1:%u/",
+					       "http://[::ffff:127.0.0.1]:%u/" };
+	for (size_t i = 0; i < sizeof blocked / sizeof blocked[0]; i++) {
+		snprintf(url, sizeof url, blocked[i], srv1.port);
+		assert_int_equal(net_http_do(&req, &resp, &err), FL_EDENIED);
+		assert_true(strncmp(err.msg, "blocked address ", 16) == 0);
+		assert_non_null(strstr(err.msg, "127.0.0.1 for host '"));
+	}
+	assert_int_equal(atomic_load(&srv1.connections), 0);
+
+	snprintf(url, sizeof url, "http://127.0.0.2:%u/redirect", srv2.port);
+	assert_int_equal(net_http_do(&req, &resp, &err), FL_EDENIED);
+	assert_string_equal(err.msg, "blocked address 127.0.0.1 for host '127.0.0.1' (loopback)");
+	assert_int_equal(atomic_load(&srv1.connections), 0);
+	/* Without following, the 302 itself is the answer. */
+	req.follow_redirects = 0;
+	assert_int_equal(net_http_do(&req, &resp, &err), 0);
+	assert_int_equal(resp.status, 302);
+	net_http_response_release(&resp);
+
+	/* The thread's handle is reused: the next, unrestricted request must not carry the
+	 * previous guard's pin or callback. */
+	req.policy = NULL;
+	req.follow_redirects = 1;
+	assert_int_equal(net_http_do(&req, &resp, &err), 0);
+	assert_string_equal(resp.body, "one");
+	net_http_response_release(&resp);
+	snprintf(url, sizeof url, "http://localhost:%u/", srv1.port);
+	assert_int_equal(net_http_do(&req, &resp, &err), 0);
+	assert_string_equal(resp.body, "one");
+	net_http_response_release(&resp);
+	net_policy_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -629,6 +683,7 @@ int main(void)
 		cmocka_unit_test(test_strict_pins_names),
 		cmocka_unit_test(test_unrestricted_reaches_everything),
 		cmocka_unit_test(test_strict_mixed_resolution),
+		cmocka_unit_test(test_http_client),
 	};
 	return cmocka_run_group_tests(tests, setup_servers, teardown_servers);
 }
