@@ -22,5 +22,6 @@ int cmd_wants_help(int argc, char **argv);
 
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
 
 #endif

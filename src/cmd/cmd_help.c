@@ -12,6 +12,25 @@
 const struct cmd cmd_table[] = {
 	{ "help", cmd_help, "show help for flowd or one command",
 	  "usage: flowd help [COMMAND]\n" },
+	{ "queue", cmd_queue, "inspect and operate the BullMQ queue",
+	  "usage: flowd queue stats [--json]\n"
+	  "       flowd queue ls STATE [--offset N] [--limit N] [--json]\n"
+	  "       flowd queue retry [--limit N] [--json]\n"
+	  "       flowd queue clean STATE --grace SECONDS [--limit N] [--json]\n"
+	  "       flowd queue pause|resume [--json]\n"
+	  "\n"
+	  "Works on queue AP_QUEUE_NAME (workerJobs) under key prefix AP_REDIS_PREFIX (bull) on\n"
+	  "AP_REDIS_URL, or on the embedded Redis under AP_CONFIG_PATH when that is unset.\n"
+	  "\n"
+	  "  stats   jobs per state: the numbers BullMQ's getJobCounts gives\n"
+	  "  ls      jobs in STATE, next or newest first (default limit 100)\n"
+	  "  retry   move failed jobs back to waiting (all, or --limit N)\n"
+	  "  clean   delete jobs in STATE older than --grace SECONDS (finish time for completed\n"
+	  "          and failed, creation time otherwise)\n"
+	  "  pause   stop every worker fetching; resume restarts them\n"
+	  "\n"
+	  "STATE is waiting, active, delayed, prioritized, completed, failed or paused (active\n"
+	  "cannot be cleaned). Exit status: 0 done, 1 Redis failed, 2 bad usage.\n" },
 	{ "version", cmd_version, "print the version", "usage: flowd version\n" },
 	{ 0, 0, 0, 0 },
 };
