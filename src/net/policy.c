@@ -5,6 +5,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "net/egress.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -17,6 +18,7 @@
 struct net_policy {
 	enum fl_network_mode mode;
 	struct net_cidr_list allow;
+	struct net_egress_client *egress; /* NULL: connect directly */
 };
 
 int net_policy_new(enum fl_network_mode mode, const char *allow_list, struct net_policy **out,
@@ -46,7 +48,14 @@ void net_policy_free(struct net_policy *policy)
 	if (!policy)
 		return;
 	net_cidr_list_release(&policy->allow);
+	net_egress_client_free(policy->egress);
 	fl_free(policy);
+}
+
+void net_policy_set_egress(struct net_policy *policy, int fd)
+{
+	net_egress_client_free(policy->egress);
+	policy->egress = net_egress_client_new(fd);
 }
 
 enum fl_network_mode net_policy_mode(const struct net_policy *policy)
@@ -57,8 +66,11 @@ enum fl_network_mode net_policy_mode(const struct net_policy *policy)
 char *net_policy_describe(const struct net_policy *policy)
 {
 	if (net_policy_mode(policy) != FL_NET_STRICT)
-		return fl_strdup("network mode UNRESTRICTED: outbound connections of flows are not "
-				 "checked");
+		return fl_strdup(policy && policy->egress
+					 ? "network mode UNRESTRICTED: outbound connections of flows "
+					   "are not checked; they go through the egress broker"
+					 : "network mode UNRESTRICTED: outbound connections of flows "
+					   "are not checked");
 	struct fl_buf b = FL_BUF_INIT;
 	fl_buf_adds(&b, "network mode STRICT: outbound connections of flows reach public unicast "
 			"addresses only; allow list: ");
@@ -71,6 +83,8 @@ char *net_policy_describe(const struct net_policy *policy)
 			fl_buf_addf(&b, "%s%s/%u", i ? ", " : "", a, policy->allow.items[i].prefix);
 		}
 	}
+	if (policy->egress)
+		fl_buf_adds(&b, "; connections go through the egress broker");
 	return fl_buf_detach(&b, NULL);
 }
 
@@ -172,6 +186,7 @@ void net_guard_free(struct net_guard *guard)
 		curl_easy_setopt(guard->curl, CURLOPT_OPENSOCKETFUNCTION, NULL);
 		curl_easy_setopt(guard->curl, CURLOPT_OPENSOCKETDATA, NULL);
 		curl_easy_setopt(guard->curl, CURLOPT_RESOLVE, NULL);
+		curl_easy_setopt(guard->curl, CURLOPT_SOCKOPTFUNCTION, NULL);
 	}
 	fl_free(guard->host);
 	fl_free(guard->pinned);
@@ -213,8 +228,25 @@ static curl_socket_t guard_open_socket(void *clientp, curlsocktype purpose,
 		g->refused = 1;
 		return CURL_SOCKET_BAD;
 	}
+	if (g->policy->egress) {
+		/* The broker checks the address again with the worker's policy, connects, and
+		 * hands the socket over; guard_sockopt tells curl it is connected already. */
+		int fd;
+		struct fl_err err;
+		int rc = net_egress_connect(g->policy->egress, host, &a, port, &fd, &err);
+		if (rc == FL_EDENIED) {
+			g->refusal = err;
+			g->refused = 1;
+		}
+		return rc ? CURL_SOCKET_BAD : fd;
+	}
 	int fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+static int guard_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	return CURL_SOCKOPT_ALREADY_CONNECTED;
 }
 
 static int attach(struct net_guard *g, CURL *curl, struct fl_err *err)
@@ -225,7 +257,9 @@ static int attach(struct net_guard *g, CURL *curl, struct fl_err *err)
 	    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 	    curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, guard_open_socket) != CURLE_OK ||
-	    curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, g) != CURLE_OK)
+	    curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, g) != CURLE_OK ||
+	    (g->policy->egress &&
+	     curl_easy_setopt(curl, CURLOPT_SOCKOPTFUNCTION, guard_sockopt) != CURLE_OK))
 		return fl_err_set(err, FL_EIO, "cannot set the network policy on the request");
 	g->curl = curl;
 	return 0;
@@ -233,7 +267,8 @@ static int attach(struct net_guard *g, CURL *curl, struct fl_err *err)
 
 int net_guard_hop(struct net_guard *guard, CURL *curl, const char *url, struct fl_err *err)
 {
-	if (!guard || net_policy_mode(guard->policy) != FL_NET_STRICT)
+	if (!guard || !guard->policy ||
+	    (guard->policy->mode != FL_NET_STRICT && !guard->policy->egress))
 		return 0;
 	struct net_guard *g = guard;
 	g->refused = 0;
@@ -257,7 +292,7 @@ int net_guard_hop(struct net_guard *guard, CURL *curl, const char *url, struct f
 		goto out;
 	}
 	if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-		rc = fl_err_set(err, FL_EDENIED, "scheme '%s' is not allowed in network mode STRICT",
+		rc = fl_err_set(err, FL_EDENIED, "scheme '%s' is not allowed for outbound requests",
 				scheme);
 		goto out;
 	}
@@ -275,7 +310,17 @@ int net_guard_hop(struct net_guard *guard, CURL *curl, const char *url, struct f
 
 	struct net_addr *addrs;
 	size_t n;
-	rc = net_policy_resolve(g->policy, host, &addrs, &n, err);
+	if (g->policy->egress) {
+		/* Inside the sandbox there is no resolver to ask: the broker resolves and checks.
+		 * Its answer is checked here too, so a broker with a looser policy widens nothing. */
+		rc = net_egress_resolve(g->policy->egress, host, &addrs, &n, err);
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			rc = net_policy_check_addr(g->policy, host, &addrs[i], err);
+		if (rc && addrs)
+			fl_free(addrs);
+	} else {
+		rc = net_policy_resolve(g->policy, host, &addrs, &n, err);
+	}
 	if (rc)
 		goto out;
 	fl_free(g->host);

@@ -28,6 +28,12 @@ int net_policy_from_config(const struct fl_config *cfg, struct net_policy **out,
 			   struct fl_err *err);
 void net_policy_free(struct net_policy *policy);
 
+/* For an engine in its own network namespace: from now on the guards of this policy resolve and
+ * connect through the egress broker at fd (net/egress.h, the engine's end of the worker's
+ * socketpair), which applies the worker's policy again. Takes ownership of fd. Under
+ * UNRESTRICTED too, since the engine has no other way out. */
+void net_policy_set_egress(struct net_policy *policy, int fd);
+
 /* The mode; a NULL policy is UNRESTRICTED. */
 enum fl_network_mode net_policy_mode(const struct net_policy *policy);
 
@@ -53,7 +59,8 @@ int net_policy_resolve(const struct net_policy *policy, const char *host, struct
  * included. The guard borrows the policy, which must outlive it. It owns the callback data and
  * the resolve list it sets on the handle, so it is freed only after the request's last
  * curl_easy_perform; net_guard_free then removes them from the handle, which may be reused.
- * With a NULL or UNRESTRICTED policy every call is a no-op that returns 0. */
+ * With a NULL policy, or UNRESTRICTED without an egress broker, every call is a no-op that
+ * returns 0. */
 struct net_guard;
 
 struct net_guard *net_guard_new(const struct net_policy *policy);

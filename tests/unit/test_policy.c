@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "net/http.h"
 #include "net/policy.h"
+#include "netsrv.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,114 +30,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A one-thread HTTP/1.1 server: "/redirect" answers 302 to redirect_to, anything else 200 with
- * the server's name as body. */
-struct server {
-	const char *name;
-	int fd;
-	unsigned port;
-	char redirect_to[256];
-	atomic_int connections;
-	atomic_int stop;
-	pthread_t thread;
-};
-
-static void serve_one(struct server *s, int c)
-{
-	char req[8192];
-	size_t len = 0;
-	while (len < sizeof req - 1) {
-		struct pollfd p = { c, POLLIN, 0 };
-		if (poll(&p, 1, 2000) <= 0)
-			break;
-		ssize_t r = read(c, req + len, sizeof req - 1 - len);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		req[len] = '\0';
-		if (strstr(req, "\r\n\r\n"))
-			break;
-	}
-	req[len] = '\0';
-	char resp[1024];
-	int n;
-	if (strncmp(req, "GET /redirect", 13) == 0)
-		n = snprintf(resp, sizeof resp,
-			     "HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n"
-			     "Connection: close\r\n\r\n",
-			     s->redirect_to);
-	else
-		n = snprintf(resp, sizeof resp,
-			     "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-			     strlen(s->name), s->name);
-	if (write(c, resp, (size_t)n) < 0)
-		perror("write");
-}
-
-static void *server_main(void *arg)
-{
-	struct server *s = arg;
-	while (!atomic_load(&s->stop)) {
-		struct pollfd p = { s->fd, POLLIN, 0 };
-		if (poll(&p, 1, 20) <= 0)
-			continue;
-		int c = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
-		if (c < 0)
-			continue;
-		atomic_fetch_add(&s->connections, 1);
-		serve_one(s, c);
-		close(c);
-	}
-	return NULL;
-}
-
-static int server_start(struct server *s, const char *name, const char *ip)
-{
-	memset(s, 0, sizeof *s);
-	s->name = name;
-	struct net_addr a;
-	assert_int_equal(net_addr_parse_host(ip, &a), 0);
-	struct sockaddr_storage ss;
-	socklen_t len = net_addr_to_sockaddr(&a, 0, &ss);
-	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(s->fd >= 0);
-	if (bind(s->fd, (struct sockaddr *)&ss, len) || listen(s->fd, 16)) {
-		close(s->fd);
-		return -errno;
-	}
-	assert_int_equal(getsockname(s->fd, (struct sockaddr *)&ss, &len), 0);
-	uint16_t port;
-	assert_int_equal(net_addr_from_sockaddr((struct sockaddr *)&ss, len, &a, &port), 0);
-	s->port = port;
-	assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
-	return 0;
-}
-
-/* Stops the server and returns how many connections ever reached it, counting those still
- * waiting in the listen queue. */
-static int server_stop(struct server *s)
-{
-	atomic_store(&s->stop, 1);
-	pthread_join(s->thread, NULL);
-	int pending = 0, c;
-	fcntl(s->fd, F_SETFL, O_NONBLOCK);
-	while ((c = accept(s->fd, NULL, NULL)) >= 0) {
-		pending++;
-		close(c);
-	}
-	close(s->fd);
-	return atomic_load(&s->connections) + pending;
-}
-
-static struct server srv1, srv2, srv6;
+static struct netsrv srv1, srv2, srv6;
 static int have_v6;
 
 static int setup_servers(void **state)
 {
 	assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), 0);
-	assert_int_equal(server_start(&srv1, "one", "127.0.0.1"), 0);
-	assert_int_equal(server_start(&srv2, "two", "127.0.0.2"), 0);
-	have_v6 = server_start(&srv6, "six", "::1") == 0;
+	assert_int_equal(netsrv_start(&srv1, "one", "127.0.0.1"), 0);
+	assert_int_equal(netsrv_start(&srv2, "two", "127.0.0.2"), 0);
+	have_v6 = netsrv_start(&srv6, "six", "::1") == 0;
 	snprintf(srv2.redirect_to, sizeof srv2.redirect_to, "http://127.0.0.1:%u/", srv1.port);
 	snprintf(srv1.redirect_to, sizeof srv1.redirect_to, "http://127.0.0.2:%u/", srv2.port);
 	return 0;
@@ -144,10 +46,10 @@ static int setup_servers(void **state)
 
 static int teardown_servers(void **state)
 {
-	server_stop(&srv1);
-	server_stop(&srv2);
+	netsrv_stop(&srv1);
+	netsrv_stop(&srv2);
 	if (have_v6)
-		server_stop(&srv6);
+		netsrv_stop(&srv6);
 	curl_global_cleanup();
 	return 0;
 }
