@@ -1,13 +1,14 @@
 /* The outbound HTTP client (net/http.h) on a libcurl easy handle. Redirects are followed by our
- * own loop rather than CURLOPT_FOLLOWLOCATION so that every hop goes through check_hop() first:
- * that is where the network policy (net/policy.h) decides whether the next address may be
- * reached. Each thread keeps one easy handle, so that connections and TLS sessions are reused
- * between requests of the same engine. */
+ * own loop rather than CURLOPT_FOLLOWLOCATION so that every hop goes through net_guard_hop()
+ * first: that is where the network policy (net/policy.h) decides whether the next address may be
+ * reached, and pins the connection to the address it checked. Each thread keeps one easy handle,
+ * so that connections and TLS sessions are reused between requests of the same engine. */
 #include "net/http.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/time.h"
+#include "net/policy.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -46,20 +47,6 @@ static CURL *get_handle(void)
 		curl_easy_reset(thread_handle);
 	}
 	return thread_handle;
-}
-
-/* The policy hook: called with the URL of every hop, the first included, before anything connects
- * to it. The address policy (net/policy.h) resolves the host itself, refuses what it must with
- * FL_EDENIED, and pins the connection to the address it checked (CURLOPT_RESOLVE or an
- * open-socket callback on h). Until that policy exists every hop is allowed. */
-static int check_hop(const struct net_http_request *req, CURL *h, const char *url,
-		     struct fl_err *err)
-{
-	(void)req;
-	(void)h;
-	(void)url;
-	(void)err;
-	return 0;
 }
 
 struct resp_state {
@@ -235,9 +222,10 @@ int net_http_do(const struct net_http_request *req, struct net_http_response *re
 	struct resp_state st = { .body = FL_BUF_INIT };
 	long status = 0;
 	int rc = 0;
+	struct net_guard *guard = net_guard_new(req->policy);
 
 	for (int hop = 0;; hop++) {
-		rc = check_hop(req, h, url, err);
+		rc = net_guard_hop(guard, h, url, err);
 		if (rc)
 			break;
 		char *origin = origin_of(url);
@@ -248,8 +236,12 @@ int net_http_do(const struct net_http_request *req, struct net_http_response *re
 		char *location = NULL;
 		rc = perform_hop(h, req, url, method, body, body_len, keep_auth, deadline, &st,
 				 &status, &location, err);
-		if (rc)
+		if (rc) {
+			/* A connect the guard refused surfaces as a curl error: report the refusal. */
+			if (net_guard_refused(guard, err))
+				rc = FL_EDENIED;
 			break;
+		}
 		if (!req->follow_redirects || !location) {
 			fl_free(location);
 			break;
@@ -272,6 +264,7 @@ int net_http_do(const struct net_http_request *req, struct net_http_response *re
 		url = location;
 	}
 	fl_free(first_origin);
+	net_guard_free(guard);
 
 	if (rc) {
 		clear_headers(&st);
