@@ -405,7 +405,7 @@ test('graceful stop hands unfinished jobs straight back to wait', async () => {
   const t0 = Date.now();
   const st = await w.stop();
   assert.ok(Date.now() - t0 < 3000);
-  assert.equal(st.handed_back, 1);
+  assert.equal(st.handed_back, 1, `stats ${JSON.stringify(st)}; worker stderr: ${w.err}`);
   assert.equal(await (await q.getJob(quick.id)).getState(), 'completed');
   assert.equal(await (await q.getJob(slow.id)).getState(), 'waiting');
   const counts = await q.getJobCounts('active', 'waiting');
