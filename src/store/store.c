@@ -567,7 +567,6 @@ void store_run_release(struct store_run *r)
 	fl_free(r->response);
 	fl_free(r->waitpoint_id);
 	fl_free(r->resume_payload);
-	fl_free(r->pending_resume);
 	fl_free(r->retry_of);
 	memset(r, 0, sizeof *r);
 }
@@ -582,12 +581,12 @@ void store_run_list_free(struct store_run *runs, size_t n)
 #define RUN_COLS                                                                             \
 	"id, flow_id, flow_version_id, status, synchronous, trigger_output, job_id, attempt, " \
 	"created_at, updated_at, start_time, finish_time, steps, failed_step, response, "     \
-	"waitpoint_id, resume_payload, pending_resume, retry_of, retries, requeues "
+	"waitpoint_id, resume_payload, retry_of, retries, requeues "
 /* The same columns without the large JSON ones, for listings. */
 #define RUN_COLS_LIGHT                                                                     \
 	"id, flow_id, flow_version_id, status, synchronous, NULL, job_id, attempt, "        \
 	"created_at, updated_at, start_time, finish_time, NULL, failed_step, NULL, "        \
-	"waitpoint_id, NULL, NULL, retry_of, retries, requeues "
+	"waitpoint_id, NULL, retry_of, retries, requeues "
 
 static void read_run(void *item, const struct store_row *r)
 {
@@ -610,10 +609,9 @@ static void read_run(void *item, const struct store_row *r)
 	run->response = dup(r->col[14]);
 	run->waitpoint_id = dup(r->col[15]);
 	run->resume_payload = dup(r->col[16]);
-	run->pending_resume = dup(r->col[17]);
-	run->retry_of = dup(r->col[18]);
-	run->retries = (int)num(r->col[19]);
-	run->requeues = (int)num(r->col[20]);
+	run->retry_of = dup(r->col[17]);
+	run->retries = (int)num(r->col[18]);
+	run->requeues = (int)num(r->col[19]);
 }
 
 static int get_run(struct store *s, struct store_conn *c, const char *run_id,
@@ -835,8 +833,8 @@ static int start_locked(struct store *s, struct store_conn *c, const struct stor
 		int64_t changes = 0;
 		if (st->execution_type && !strcmp(st->execution_type, "RESUME") && run->waitpoint_id)
 			rc = s->drv->exec(c,
-					  "UPDATE waitpoints SET used = 1, used_at = ? WHERE id = ? "
-					  "AND run_id = ? AND used = 0 AND type = 'DELAY'",
+					  "UPDATE waitpoints SET state = 'USED', used_at = ? WHERE id = ? "
+					  "AND run_id = ? AND state = 'OPEN' AND type = 'DELAY'",
 					  P(I(st->now), T(run->waitpoint_id), T(st->run_id)), &changes,
 					  err);
 		if (rc)
@@ -933,9 +931,7 @@ void store_step_list_free(struct store_step *steps, size_t n)
 		fl_free(steps[i].name);
 		fl_free(steps[i].type);
 		fl_free(steps[i].status);
-		fl_free(steps[i].input);
-		fl_free(steps[i].output);
-		fl_free(steps[i].error_message);
+		fl_free(steps[i].record);
 	}
 	fl_free(steps);
 }
@@ -951,24 +947,21 @@ int store_steps_put(struct store *s, const char *run_id, int attempt,
 	rc = lock_attempt(s, c, run_id, attempt, (int64_t)n, now, &last, err);
 	for (size_t i = 0; !rc && i < n; i++) {
 		const struct store_step *st = &steps[i];
-		if (!st->path || !*st->path || !st->status) {
-			rc = fl_err_set(err, FL_EINVAL, "step %zu has no path or status", i);
+		if (!st->path || !*st->path || !st->status || !st->record) {
+			rc = fl_err_set(err, FL_EINVAL, "step %zu has no path, status or record", i);
 			break;
 		}
 		/* An update keeps the first seq: a loop keeps its place while its record grows. */
 		rc = s->drv->exec(c,
-				  "INSERT INTO steps (run_id, path, seq, name, type, status, input, "
-				  "output, error_message, duration_ms, attempt, updated_at) "
-				  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+				  "INSERT INTO steps (run_id, path, seq, name, type, status, record, "
+				  "duration_ms, attempt, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
 				  "ON CONFLICT (run_id, path) DO UPDATE SET name = excluded.name, "
-				  "type = excluded.type, status = excluded.status, input = excluded.input, "
-				  "output = excluded.output, error_message = excluded.error_message, "
-				  "duration_ms = excluded.duration_ms, attempt = excluded.attempt, "
-				  "updated_at = excluded.updated_at",
+				  "type = excluded.type, status = excluded.status, "
+				  "record = excluded.record, duration_ms = excluded.duration_ms, "
+				  "attempt = excluded.attempt, updated_at = excluded.updated_at",
 				  P(T(run_id), T(st->path), I(last - (int64_t)n + 1 + (int64_t)i),
 				    T(st->name ? st->name : st->path), T(st->type), T(st->status),
-				    T(st->input), T(st->output), T(st->error_message),
-				    I(st->duration_ms), I(attempt), I(now)),
+				    T(st->record), I(st->duration_ms), I(attempt), I(now)),
 				  NULL, err);
 	}
 	return tx_end(s, c, rc, err);
@@ -981,13 +974,11 @@ static void read_step(void *item, const struct store_row *r)
 	st->name = dup(r->col[1]);
 	st->type = dup(r->col[2]);
 	st->status = dup(r->col[3]);
-	st->input = dup(r->col[4]);
-	st->output = dup(r->col[5]);
-	st->error_message = dup(r->col[6]);
-	st->duration_ms = num(r->col[7]);
-	st->attempt = (int)num(r->col[8]);
-	st->seq = num(r->col[9]);
-	st->updated_at = num(r->col[10]);
+	st->record = dup(r->col[4]);
+	st->duration_ms = num(r->col[5]);
+	st->attempt = (int)num(r->col[6]);
+	st->seq = num(r->col[7]);
+	st->updated_at = num(r->col[8]);
 }
 
 int store_steps_list(struct store *s, const char *run_id, struct store_step **out, size_t *n,
@@ -995,8 +986,8 @@ int store_steps_list(struct store *s, const char *run_id, struct store_step **ou
 {
 	struct collect col = { NULL, 0, 0, sizeof(struct store_step), read_step };
 	int rc = query1(s,
-			"SELECT path, name, type, status, input, output, error_message, duration_ms, "
-			"attempt, seq, updated_at FROM steps WHERE run_id = ? ORDER BY seq",
+			"SELECT path, name, type, status, record, duration_ms, attempt, seq, "
+			"updated_at FROM steps WHERE run_id = ? ORDER BY seq",
 			P(T(run_id)), collect_row, &col, err);
 	if (rc) {
 		store_step_list_free(col.items, col.n);
@@ -1067,7 +1058,9 @@ static void read_waitpoint(void *item, const struct store_row *r)
 	w->type = r->col[3] && !strcmp(r->col[3], "DELAY") ? STORE_WAITPOINT_DELAY
 							    : STORE_WAITPOINT_WEBHOOK;
 	w->resume_at = num(r->col[4]);
-	w->used = (int)num(r->col[5]);
+	w->state = !r->col[5] || !strcmp(r->col[5], "USED")	? STORE_WAITPOINT_USED
+		   : !strcmp(r->col[5], "EARLY")		? STORE_WAITPOINT_EARLY
+								: STORE_WAITPOINT_OPEN;
 	w->payload = dup(r->col[6]);
 	w->created_at = num(r->col[7]);
 	w->used_at = num(r->col[8]);
@@ -1079,7 +1072,7 @@ static int get_waitpoint(struct store *s, struct store_conn *c, const char *id,
 	memset(out, 0, sizeof *out);
 	struct one o = { out, 0, read_waitpoint };
 	int rc = s->drv->query(c,
-			       "SELECT id, run_id, step_path, type, resume_at, used, payload, "
+			       "SELECT id, run_id, step_path, type, resume_at, state, payload, "
 			       "created_at, used_at FROM waitpoints WHERE id = ?",
 			       P(T(id)), one_row, &o, err);
 	if (!rc && !o.found)
@@ -1098,59 +1091,78 @@ int store_waitpoint_get(struct store *s, const char *waitpoint_id, struct store_
 	return rc;
 }
 
-static int finish_paused(struct store *s, struct store_conn *c, const struct store_finish *f,
-			 const struct store_run *run, struct store_job *job, struct fl_err *err)
+static const char *waitpoint_type_name(enum store_waitpoint_type t)
 {
-	if (!f->waitpoint_id)
+	return t == STORE_WAITPOINT_DELAY ? "DELAY" : "WEBHOOK";
+}
+
+static int finish_paused(struct store *s, struct store_conn *c, const struct store_finish *f,
+			 struct store_job *job, struct fl_err *err)
+{
+	const struct store_pause *p = f->pause;
+	if (!p || !p->waitpoint_id || !*p->waitpoint_id)
 		return fl_err_set(err, FL_EINVAL, "a PAUSED result needs its waitpoint");
 	struct store_waitpoint wp;
-	int rc = get_waitpoint(s, c, f->waitpoint_id, &wp, err);
-	if (!rc && strcmp(wp.run_id, f->run_id))
-		rc = fl_err_set(err, FL_ENOTFOUND, "waitpoint '%s' is not of run '%s'",
-				f->waitpoint_id, f->run_id);
+	int rc = get_waitpoint(s, c, p->waitpoint_id, &wp, err);
+	int exists = rc == 0;
+	if (rc == FL_ENOTFOUND)
+		rc = 0;
+	if (!rc && exists && strcmp(wp.run_id, f->run_id))
+		rc = fl_err_set(err, FL_ECONFLICT, "waitpoint '%s' belongs to another run",
+				p->waitpoint_id);
 	if (rc) {
 		store_waitpoint_release(&wp);
 		return rc;
 	}
-	json_t *pending = run->pending_resume ? json_loads(run->pending_resume, 0, NULL) : NULL;
-	const char *pending_wp = json_string_value(json_object_get(pending, "waitpointId"));
-	if (pending && pending_wp) {
+	const char *type = waitpoint_type_name(p->type);
+	int64_t resume_at = p->type == STORE_WAITPOINT_DELAY ? p->resume_at : 0;
+	if (exists && wp.state == STORE_WAITPOINT_EARLY && p->type == STORE_WAITPOINT_WEBHOOK) {
 		/* The resume came first: apply it now instead of pausing. */
-		char *payload = json_dumps(json_object_get(pending, "payload"),
-					   JSON_COMPACT | JSON_ENCODE_ANY);
-		set_job(job, "RESUME", 0, "%s_%s", f->run_id, pending_wp);
-		rc = s->drv->exec(c, "UPDATE waitpoints SET used = 1, used_at = ? "
-				     "WHERE run_id = ? AND used = 0",
-				  P(I(f->now), T(f->run_id)), NULL, err);
+		set_job(job, "RESUME", 0, "%s_%s", f->run_id, p->waitpoint_id);
+		rc = s->drv->exec(c,
+				  "UPDATE waitpoints SET state = 'USED', used_at = ?, step_path = ?, "
+				  "type = ?, resume_at = NULL WHERE id = ?",
+				  P(I(f->now), T(p->step_path), T(type), T(p->waitpoint_id)), NULL, err);
 		if (!rc)
 			rc = s->drv->exec(c,
 					  "UPDATE runs SET status = 'QUEUED', waitpoint_id = ?, "
-					  "resume_payload = ?, pending_resume = NULL, job_id = ?, "
-					  "steps = COALESCE(?, steps), response = COALESCE(response, ?), "
-					  "updated_at = ? WHERE id = ?",
-					  P(T(f->waitpoint_id), T(payload), T(job->job_id), T(f->steps),
+					  "resume_payload = ?, job_id = ?, steps = COALESCE(?, steps), "
+					  "response = COALESCE(response, ?), updated_at = ? WHERE id = ?",
+					  P(T(p->waitpoint_id), T(wp.payload), T(job->job_id), T(f->steps),
 					    T(f->response), I(f->now), T(f->run_id)),
 					  NULL, err);
-		free(payload);
-	} else if (wp.used) {
-		rc = fl_err_set(err, FL_ECONFLICT, "waitpoint '%s' was already used",
-				f->waitpoint_id);
-	} else {
-		const char *job_id = NULL;
-		if (wp.type == STORE_WAITPOINT_DELAY) {
-			set_job(job, "RESUME", wp.resume_at - f->now, "%s_%s", f->run_id, wp.id);
-			job_id = job->job_id;
-		}
+		store_waitpoint_release(&wp);
+		return rc;
+	}
+	/* Otherwise the waitpoint opens: new, or opened again when the same step pauses once more
+	 * (a retried run), or an early call to a delay, which only its delayed job resumes. */
+	if (exists)
+		rc = s->drv->exec(c,
+				  "UPDATE waitpoints SET state = 'OPEN', payload = NULL, used_at = NULL, "
+				  "step_path = ?, type = ?, resume_at = ? WHERE id = ?",
+				  P(T(p->step_path), T(type), I0(resume_at), T(p->waitpoint_id)), NULL,
+				  err);
+	else
+		rc = s->drv->exec(c,
+				  "INSERT INTO waitpoints (id, run_id, step_path, type, resume_at, state, "
+				  "created_at) VALUES (?, ?, ?, ?, ?, 'OPEN', ?)",
+				  P(T(p->waitpoint_id), T(f->run_id), T(p->step_path), T(type),
+				    I0(resume_at), I(f->now)),
+				  NULL, err);
+	const char *job_id = NULL;
+	if (!rc && p->type == STORE_WAITPOINT_DELAY) {
+		set_job(job, "RESUME", resume_at - f->now, "%s_%s", f->run_id, p->waitpoint_id);
+		job_id = job->job_id;
+	}
+	if (!rc)
 		rc = s->drv->exec(c,
 				  "UPDATE runs SET status = 'PAUSED', waitpoint_id = ?, "
 				  "resume_payload = NULL, job_id = COALESCE(?, job_id), "
 				  "steps = COALESCE(?, steps), response = COALESCE(response, ?), "
 				  "updated_at = ? WHERE id = ?",
-				  P(T(f->waitpoint_id), T(job_id), T(f->steps), T(f->response),
+				  P(T(p->waitpoint_id), T(job_id), T(f->steps), T(f->response),
 				    I(f->now), T(f->run_id)),
 				  NULL, err);
-	}
-	json_decref(pending);
 	store_waitpoint_release(&wp);
 	return rc;
 }
@@ -1185,7 +1197,7 @@ static int finish_locked(struct store *s, struct store_conn *c, const struct sto
 		store_run_release(&run);
 		return rc;
 	} else if (f->status == STORE_RUN_PAUSED) {
-		rc = finish_paused(s, c, f, &run, job, err);
+		rc = finish_paused(s, c, f, job, err);
 	} else {
 		rc = s->drv->exec(c,
 				  "UPDATE runs SET status = ?, finish_time = ?, updated_at = ?, "
@@ -1197,8 +1209,8 @@ static int finish_locked(struct store *s, struct store_conn *c, const struct sto
 				  NULL, err);
 		if (!rc)
 			rc = s->drv->exec(c,
-					  "UPDATE waitpoints SET used = 1, used_at = ? "
-					  "WHERE run_id = ? AND used = 0",
+					  "UPDATE waitpoints SET state = 'USED', used_at = ? "
+				     "WHERE run_id = ? AND state <> 'USED'",
 					  P(I(f->now), T(f->run_id)), NULL, err);
 	}
 	if (!rc)
@@ -1220,6 +1232,46 @@ int store_run_finish(struct store *s, const struct store_finish *f, struct store
 	if (rc)
 		store_job_release(job);
 	return rc;
+}
+
+int store_run_retry_pending(struct store *s, const char *run_id, int attempt,
+			    enum store_run_status status, int64_t now, struct fl_err *err)
+{
+	if (!is_failure(status))
+		return fl_err_set(err, FL_EINVAL, "%s is not a failure",
+				  store_run_status_name(status));
+	struct store_conn *c;
+	int rc = tx_begin(s, &c, err);
+	if (rc)
+		return rc;
+	struct store_run run;
+	rc = get_run(s, c, run_id, &run, err);
+	if (!rc && run.attempt != attempt) {
+		rc = fl_err_set(err, FL_ECONFLICT,
+				"attempt %d of run '%s' was superseded by attempt %d", attempt, run_id,
+				run.attempt);
+	} else if (!rc && run.status == STORE_RUN_QUEUED) {
+		char *ended = NULL;
+		rc = s->drv->query(c,
+				   "SELECT status FROM run_attempts WHERE run_id = ? AND attempt = ?",
+				   P(T(run_id), I(attempt)), text_row, &ended, err);
+		if (!rc && !(ended && !strcmp(ended, store_run_status_name(status))))
+			rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is QUEUED", run_id);
+		fl_free(ended);
+	} else if (!rc && run.status != STORE_RUN_RUNNING) {
+		rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is %s", run_id,
+				store_run_status_name(run.status));
+	} else if (!rc) {
+		rc = s->drv->exec(c,
+				  "UPDATE runs SET status = 'QUEUED', updated_at = ? WHERE id = ? "
+				  "AND status = 'RUNNING' AND attempt = ?",
+				  P(I(now), T(run_id), I(attempt)), NULL, err);
+		if (!rc)
+			rc = close_attempt(s, c, run_id, store_run_status_name(status), now, err);
+	}
+	if (run.id)
+		store_run_release(&run);
+	return tx_end(s, c, rc, err);
 }
 
 static char *failed_step_json(const char *message)
@@ -1256,8 +1308,8 @@ int store_run_abandon(struct store *s, const char *run_id, enum store_run_status
 	if (!rc)
 		rc = close_attempt(s, c, run_id, store_run_status_name(status), now, err);
 	if (!rc)
-		rc = s->drv->exec(c, "UPDATE waitpoints SET used = 1, used_at = ? "
-				     "WHERE run_id = ? AND used = 0",
+		rc = s->drv->exec(c, "UPDATE waitpoints SET state = 'USED', used_at = ? "
+				     "WHERE run_id = ? AND state <> 'USED'",
 				  P(I(now), T(run_id)), NULL, err);
 	return tx_end(s, c, rc, err);
 }
@@ -1283,8 +1335,8 @@ int store_run_cancel(struct store *s, const char *run_id, int64_t now, struct fl
 		return rc;
 	int64_t changes = 0;
 	rc = s->drv->exec(c,
-			  "UPDATE runs SET status = 'CANCELED', finish_time = ?, updated_at = ?, "
-			  "pending_resume = NULL WHERE id = ? AND status IN ('QUEUED', 'PAUSED')",
+			  "UPDATE runs SET status = 'CANCELED', finish_time = ?, updated_at = ? "
+			  "WHERE id = ? AND status IN ('QUEUED', 'PAUSED')",
 			  P(I(now), I(now), T(run_id)), &changes, err);
 	if (!rc && !changes) {
 		struct store_run run;
@@ -1296,8 +1348,8 @@ int store_run_cancel(struct store *s, const char *run_id, int64_t now, struct fl
 		store_run_release(&run);
 	}
 	if (!rc)
-		rc = s->drv->exec(c, "UPDATE waitpoints SET used = 1, used_at = ? "
-				     "WHERE run_id = ? AND used = 0",
+		rc = s->drv->exec(c, "UPDATE waitpoints SET state = 'USED', used_at = ? "
+				     "WHERE run_id = ? AND state <> 'USED'",
 				  P(I(now), T(run_id)), NULL, err);
 	if (!rc)
 		rc = close_attempt(s, c, run_id, "CANCELED", now, err);
@@ -1330,7 +1382,7 @@ int store_run_retry_from_failed(struct store *s, const char *run_id, int64_t now
 		rc = s->drv->exec(c,
 				  "UPDATE runs SET status = 'QUEUED', retries = retries + 1, job_id = ?, "
 				  "finish_time = NULL, failed_step = NULL, response = NULL, steps = NULL, "
-				  "waitpoint_id = NULL, resume_payload = NULL, pending_resume = NULL, "
+				  "waitpoint_id = NULL, resume_payload = NULL, "
 				  "updated_at = ? WHERE id = ? AND status = ?",
 				  P(T(job->job_id), I(now), T(run_id),
 				    T(store_run_status_name(run.status))),
@@ -1346,39 +1398,6 @@ int store_run_retry_from_failed(struct store *s, const char *run_id, int64_t now
 
 /* ---- waitpoints ---- */
 
-int store_waitpoint_create(struct store *s, const char *run_id, int attempt, const char *step_path,
-			   enum store_waitpoint_type type, int64_t resume_at, int64_t now,
-			   char id_out[22], struct fl_err *err)
-{
-	struct store_conn *c;
-	int rc = tx_begin(s, &c, err);
-	if (rc)
-		return rc;
-	rc = lock_attempt(s, c, run_id, attempt, 0, now, NULL, err);
-	char *existing = NULL;
-	if (!rc)
-		rc = s->drv->query(c,
-				   "SELECT id FROM waitpoints WHERE run_id = ? AND step_path = ? AND "
-				   "used = 0 AND type = ?",
-				   P(T(run_id), T(step_path),
-				     T(type == STORE_WAITPOINT_DELAY ? "DELAY" : "WEBHOOK")),
-				   text_row, &existing, err);
-	if (!rc && existing) {
-		snprintf(id_out, 22, "%s", existing);
-	} else if (!rc) {
-		fl_random_id(id_out);
-		rc = s->drv->exec(c,
-				  "INSERT INTO waitpoints (id, run_id, step_path, type, resume_at, "
-				  "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-				  P(T(id_out), T(run_id), T(step_path),
-				    T(type == STORE_WAITPOINT_DELAY ? "DELAY" : "WEBHOOK"),
-				    I0(type == STORE_WAITPOINT_DELAY ? resume_at : 0), I(now)),
-				  NULL, err);
-	}
-	fl_free(existing);
-	return tx_end(s, c, rc, err);
-}
-
 static int resume_locked(struct store *s, struct store_conn *c, const char *run_id,
 			 const char *waitpoint_id, const char *payload, int64_t now,
 			 enum store_resume_outcome *outcome, struct store_job *job,
@@ -1388,35 +1407,45 @@ static int resume_locked(struct store *s, struct store_conn *c, const char *run_
 	struct store_run run;
 	memset(&run, 0, sizeof run);
 	int rc = get_waitpoint(s, c, waitpoint_id, &wp, err);
-	if (!rc && strcmp(wp.run_id, run_id))
+	int exists = rc == 0;
+	if (rc == FL_ENOTFOUND)
+		rc = 0;
+	if (!rc && exists && strcmp(wp.run_id, run_id))
 		rc = fl_err_set(err, FL_ENOTFOUND, "waitpoint '%s' not found", waitpoint_id);
-	else if (!rc && wp.type == STORE_WAITPOINT_DELAY)
+	else if (!rc && exists && wp.state != STORE_WAITPOINT_OPEN)
+		rc = fl_err_set(err, FL_ECONFLICT, "waitpoint '%s' was already used", waitpoint_id);
+	else if (!rc && exists && wp.type == STORE_WAITPOINT_DELAY)
 		rc = fl_err_set(err, FL_EINVAL, "waitpoint '%s' is a delay: it resumes by itself",
 				waitpoint_id);
-	else if (!rc && wp.used)
-		rc = fl_err_set(err, FL_ECONFLICT, "waitpoint '%s' was already used", waitpoint_id);
 	if (!rc)
 		rc = get_run(s, c, run_id, &run, err);
+	if (rc == FL_ENOTFOUND)
+		fl_err_set(err, FL_ENOTFOUND, "waitpoint '%s' not found", waitpoint_id);
 	if (!rc && store_run_status_is_final(run.status))
 		rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is %s", run_id,
 				store_run_status_name(run.status));
-	if (!rc && run.status != STORE_RUN_PAUSED && run.pending_resume)
-		rc = fl_err_set(err, FL_ECONFLICT, "run '%s' already has a resume waiting", run_id);
+	if (!rc && run.status == STORE_RUN_PAUSED &&
+	    !(exists && run.waitpoint_id && !strcmp(run.waitpoint_id, waitpoint_id)))
+		rc = fl_err_set(err, FL_ENOTFOUND, "run '%s' is not paused on waitpoint '%s'", run_id,
+				waitpoint_id);
 	int64_t changes = 0;
-	/* The guard on used = 0 is what makes two concurrent calls resume once. */
-	if (!rc)
-		rc = s->drv->exec(c,
-				  "UPDATE waitpoints SET used = 1, used_at = ?, payload = ? "
-				  "WHERE id = ? AND used = 0",
-				  P(I(now), T(payload), T(waitpoint_id)), &changes, err);
-	if (!rc && !changes)
-		rc = fl_err_set(err, FL_ECONFLICT, "waitpoint '%s' was already used", waitpoint_id);
 	if (!rc && run.status == STORE_RUN_PAUSED) {
-		set_job(job, "RESUME", 0, "%s_%s", run_id, waitpoint_id);
-		*outcome = STORE_RESUME_ENQUEUE;
-		rc = s->drv->exec(c, "UPDATE waitpoints SET used = 1, used_at = ? "
-				     "WHERE run_id = ? AND used = 0",
-				  P(I(now), T(run_id)), NULL, err);
+		/* The guard on state = 'OPEN' is what makes two concurrent calls resume once. */
+		rc = s->drv->exec(c,
+				  "UPDATE waitpoints SET state = 'USED', used_at = ?, payload = ? "
+				  "WHERE id = ? AND state = 'OPEN'",
+				  P(I(now), T(payload), T(waitpoint_id)), &changes, err);
+		if (!rc && !changes)
+			rc = fl_err_set(err, FL_ECONFLICT, "waitpoint '%s' was already used",
+					waitpoint_id);
+		if (!rc) {
+			set_job(job, "RESUME", 0, "%s_%s", run_id, waitpoint_id);
+			*outcome = STORE_RESUME_ENQUEUE;
+			rc = s->drv->exec(c,
+					  "UPDATE waitpoints SET state = 'USED', used_at = ? "
+					  "WHERE run_id = ? AND state = 'OPEN'",
+					  P(I(now), T(run_id)), NULL, err);
+		}
 		if (!rc)
 			rc = s->drv->exec(c,
 					  "UPDATE runs SET status = 'QUEUED', resume_payload = ?, "
@@ -1426,15 +1455,23 @@ static int resume_locked(struct store *s, struct store_conn *c, const char *run_
 		if (!rc && !changes)
 			rc = fl_err_set(err, FL_ECONFLICT, "run '%s' changed meanwhile", run_id);
 	} else if (!rc) {
+		/* The pause has not landed: keep the call. A concurrent second call loses on the
+		 * primary key or on the state guard. */
 		*outcome = STORE_RESUME_KEPT;
-		json_t *p = json_loads(payload ? payload : "null", JSON_DECODE_ANY, NULL);
-		json_t *pending = json_pack("{s:s, s:o}", "waitpointId", waitpoint_id, "payload",
-					    p ? p : json_null());
-		char *text = json_dumps(pending, JSON_COMPACT);
-		json_decref(pending);
-		rc = s->drv->exec(c, "UPDATE runs SET pending_resume = ?, updated_at = ? WHERE id = ?",
-				  P(T(text), I(now), T(run_id)), NULL, err);
-		free(text);
+		if (exists)
+			rc = s->drv->exec(c,
+					  "UPDATE waitpoints SET state = 'EARLY', used_at = ?, payload = ? "
+					  "WHERE id = ? AND state = 'OPEN'",
+					  P(I(now), T(payload), T(waitpoint_id)), &changes, err);
+		else
+			rc = s->drv->exec(c,
+					  "INSERT INTO waitpoints (id, run_id, state, payload, created_at, "
+					  "used_at) VALUES (?, ?, 'EARLY', ?, ?, ?)",
+					  P(T(waitpoint_id), T(run_id), T(payload), I(now), I(now)),
+					  &changes, err);
+		if (!rc && !changes)
+			rc = fl_err_set(err, FL_ECONFLICT, "waitpoint '%s' was already used",
+					waitpoint_id);
 	}
 	store_waitpoint_release(&wp);
 	store_run_release(&run);

@@ -131,7 +131,6 @@ struct store_run {
 	char *response;        /* JSON {"status","headers","body"} or NULL */
 	char *waitpoint_id;    /* the waitpoint the run is paused on (or resumed from) */
 	char *resume_payload;  /* JSON payload of the resume being delivered, or NULL */
-	char *pending_resume;  /* JSON {"waitpointId","payload"}: arrived before the pause */
 	char *retry_of;        /* for ON_LATEST_VERSION retries: the original run */
 	int retries;           /* FROM_FAILED_STEP retries of this run */
 	int requeues;          /* times the reaper re-enqueued a lost job */
@@ -200,9 +199,7 @@ struct store_step {
 	char *name;
 	char *type;          /* CODE, PIECE, LOOP_ON_ITEMS, ROUTER, or the trigger's type */
 	char *status;        /* SUCCEEDED, FAILED, PAUSED, RUNNING, STOPPED */
-	char *input;         /* JSON or NULL */
-	char *output;        /* JSON or NULL */
-	char *error_message; /* or NULL */
+	char *record;        /* the engine's whole StepOutput JSON, replayed as it is */
 	int64_t duration_ms;
 	int attempt;         /* the attempt that executed it */
 	int64_t seq;         /* order of persistence within the run */
@@ -226,6 +223,17 @@ int store_run_respond(struct store *s, const char *run_id, int attempt, const ch
 
 /* ---- run results ---- */
 
+enum store_waitpoint_type { STORE_WAITPOINT_DELAY, STORE_WAITPOINT_WEBHOOK };
+
+/* A waitpoint as the engine reports it when a step pauses. Its id is the engine's (stable for a
+ * run and step path, so that links sent out before the pause name it). */
+struct store_pause {
+	const char *waitpoint_id;
+	const char *step_path;
+	enum store_waitpoint_type type;
+	int64_t resume_at;            /* DELAY: when the delayed job is due */
+};
+
 struct store_finish {
 	const char *run_id;
 	int attempt;
@@ -233,7 +241,7 @@ struct store_finish {
 	const char *steps;            /* §5.4 steps JSON, or NULL */
 	const char *failed_step;      /* JSON or NULL */
 	const char *response;         /* JSON or NULL: kept only if none was stored yet */
-	const char *waitpoint_id;     /* required with PAUSED */
+	const struct store_pause *pause; /* required with PAUSED */
 	int64_t now;
 };
 
@@ -246,14 +254,20 @@ struct store_job {
 };
 void store_job_release(struct store_job *j);
 
-/* Ends the run's current attempt with f->status. A PAUSED result with a resume already waiting
- * (pending_resume) goes straight back to QUEUED and *job says what to enqueue; a pause on a
- * DELAY waitpoint asks for a delayed RESUME job. Posting the same result again for the same
+/* Ends the run's current attempt with f->status. A PAUSED result opens its waitpoint; if a
+ * resume for that waitpoint arrived first (EARLY), the run goes straight back to QUEUED and *job
+ * says what to enqueue; a pause on a DELAY waitpoint asks for a delayed RESUME job. Posting the same result again for the same
  * attempt succeeds and changes nothing (*job is empty). FL_ECONFLICT when f->attempt is not
- * current (a late result from a superseded attempt is refused), FL_ENOTFOUND for an unknown
- * run or waitpoint. */
+ * current (a late result from a superseded attempt is refused), FL_ENOTFOUND for an unknown run,
+ * FL_EINVAL for a PAUSED result without a waitpoint. */
 int store_run_finish(struct store *s, const struct store_finish *f, struct store_job *job,
 		     struct fl_err *err);
+
+/* Ends the current attempt with status (a failure) when the BullMQ job will be delivered again:
+ * the run goes back to QUEUED for that redelivery, with its step records kept. Repeating the
+ * call is harmless. FL_ECONFLICT when attempt is not current or the run is not RUNNING. */
+int store_run_retry_pending(struct store *s, const char *run_id, int attempt,
+			    enum store_run_status status, int64_t now, struct fl_err *err);
 
 /* Force-ends a run the reaper found abandoned: only if it is still in status expect and attempt
  * expect_attempt (so a result that arrives meanwhile wins). message becomes failedStep's
@@ -280,27 +294,25 @@ int store_run_retry_from_failed(struct store *s, const char *run_id, int64_t now
 
 /* ---- waitpoints ---- */
 
-enum store_waitpoint_type { STORE_WAITPOINT_DELAY, STORE_WAITPOINT_WEBHOOK };
+enum store_waitpoint_state {
+	STORE_WAITPOINT_OPEN,  /* the run is paused on it */
+	STORE_WAITPOINT_EARLY, /* a resume arrived before the pause: kept until the pause lands */
+	STORE_WAITPOINT_USED,
+};
 
 struct store_waitpoint {
 	char *id;
 	char *run_id;
-	char *step_path;
+	char *step_path;   /* NULL for an EARLY waitpoint whose pause has not landed */
 	enum store_waitpoint_type type;
 	int64_t resume_at; /* DELAY only */
-	int used;
-	char *payload;     /* the resume payload JSON once used by a call */
+	enum store_waitpoint_state state;
+	char *payload;     /* the resume payload JSON once called */
 	int64_t created_at;
 	int64_t used_at;
 };
 void store_waitpoint_release(struct store_waitpoint *w);
 
-/* Creates an open waitpoint for the step at step_path of the run's current attempt and puts its
- * id in id_out[22]; an open waitpoint of the same step is returned instead of a second one, so
- * that a replayed step gets the same URL. FL_ECONFLICT for a superseded attempt. */
-int store_waitpoint_create(struct store *s, const char *run_id, int attempt, const char *step_path,
-			   enum store_waitpoint_type type, int64_t resume_at, int64_t now,
-			   char id_out[22], struct fl_err *err);
 int store_waitpoint_get(struct store *s, const char *waitpoint_id, struct store_waitpoint *out,
 			struct fl_err *err);
 
@@ -309,10 +321,12 @@ enum store_resume_outcome {
 	STORE_RESUME_KEPT,    /* the pause is not persisted yet: kept, applied when it is */
 };
 /* Resumes run_id through waitpoint_id with payload (JSON {"body","headers","queryParams"}).
- * Calling any open WEBHOOK waitpoint of a run resumes it, and closes all of them; each resumes
- * at most once, even under concurrent calls. FL_ENOTFOUND for an unknown waitpoint (or one of
- * another run), FL_ECONFLICT when it was used or the run is over (both are 410 to callers),
- * FL_EINVAL for a DELAY waitpoint, which only its delayed job resumes. */
+ * A run paused on the waitpoint goes back to QUEUED (its other open waitpoints close). A run
+ * still QUEUED or RUNNING keeps the call as an EARLY waitpoint, applied by the pause that names
+ * it. Each waitpoint resumes at most once, even under concurrent calls. FL_ENOTFOUND for a
+ * waitpoint the run does not have (unknown run, or paused on another one), FL_ECONFLICT when it
+ * was used or the run is over (both are 410 to callers), FL_EINVAL for a DELAY waitpoint, which
+ * only its delayed job resumes. */
 int store_waitpoint_resume(struct store *s, const char *run_id, const char *waitpoint_id,
 			   const char *payload, int64_t now, enum store_resume_outcome *outcome,
 			   struct store_job *job, struct fl_err *err);

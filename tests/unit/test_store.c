@@ -144,17 +144,16 @@ static int put_step(struct store *s, const char *run_id, int attempt, const char
 		    const char *status)
 {
 	struct store_step st = { .path = (char *)path, .name = (char *)path, .type = "CODE",
-				 .status = (char *)status, .input = "{}", .output = "{\"ok\":1}",
+				 .status = (char *)status, .record = "{\"output\":{\"ok\":1}}",
 				 .duration_ms = 3 };
 	return store_steps_put(s, run_id, attempt, &st, 1, fl_now_ms(), E);
 }
 
 static int finish(struct store *s, const char *run_id, int attempt, enum store_run_status status,
-		  const char *waitpoint_id, struct store_job *job)
+		  const struct store_pause *pause, struct store_job *job)
 {
 	struct store_finish f = { .run_id = run_id, .attempt = attempt, .status = status,
-				  .steps = "{\"step_1\":{}}", .waitpoint_id = waitpoint_id,
-				  .now = fl_now_ms() };
+				  .steps = "{\"step_1\":{}}", .pause = pause, .now = fl_now_ms() };
 	if (status == STORE_RUN_FAILED)
 		f.failed_step = "{\"name\":\"step_2\",\"displayName\":\"s\",\"message\":\"boom\"}";
 	struct store_job local;
@@ -162,6 +161,15 @@ static int finish(struct store *s, const char *run_id, int attempt, enum store_r
 	if (!job && !rc)
 		store_job_release(&local);
 	return rc;
+}
+
+/* A pause on a webhook waitpoint with an engine-style id. */
+static struct store_pause webhook_pause(char id[22], const char *path)
+{
+	new_id(id);
+	struct store_pause p = { .waitpoint_id = id, .step_path = path,
+				 .type = STORE_WAITPOINT_WEBHOOK };
+	return p;
 }
 
 static void test_migrate_again(void **state)
@@ -312,7 +320,7 @@ static void test_run_lifecycle(void **state)
 	assert_int_equal(steps[0].attempt, 1);
 	assert_string_equal(steps[1].path, "step_2");
 	assert_int_equal(steps[1].attempt, 2);
-	assert_string_equal(steps[1].output, "{\"ok\":1}");
+	assert_string_equal(steps[1].record, "{\"output\":{\"ok\":1}}");
 	assert_int_equal(steps[1].duration_ms, 3);
 	store_step_list_free(steps, n);
 
@@ -382,27 +390,26 @@ static void test_run_list(void **state)
 static void test_pause_resume(void **state)
 {
 	struct store *s = ((struct fixture *)*state)->s;
-	char run_id[22], flow_id[22], wp[22], wp_again[22], links_wp[22];
+	char run_id[22], flow_id[22], wp[22];
 	make_run(s, run_id, flow_id);
 	int a;
 	assert_int_equal(start(s, run_id, run_id, "d1", "BEGIN", &a), 0);
-	/* An approval-links step's waitpoint, then the waiting step's. */
-	OK(store_waitpoint_create(s, run_id, a, "links", STORE_WAITPOINT_WEBHOOK, 0, fl_now_ms(),
-				  links_wp, E));
-	OK(store_waitpoint_create(s, run_id, a, "approval", STORE_WAITPOINT_WEBHOOK, 0, fl_now_ms(),
-				  wp, E));
-	OK(store_waitpoint_create(s, run_id, a, "approval", STORE_WAITPOINT_WEBHOOK, 0, fl_now_ms(),
-				  wp_again, E));
-	assert_string_equal(wp, wp_again); /* a replayed step gets the same URL */
+	struct store_pause p = webhook_pause(wp, "approval");
 	struct store_job job;
-	assert_int_equal(finish(s, run_id, a, STORE_RUN_PAUSED, wp, &job), 0);
+	assert_int_equal(finish(s, run_id, a, STORE_RUN_PAUSED, &p, &job), 0);
 	assert_int_equal(job.needed, 0);
-
+	assert_int_equal(finish(s, run_id, a, STORE_RUN_PAUSED, &p, &job), 0); /* retried post */
+	assert_int_equal(finish(s, run_id, a, STORE_RUN_PAUSED, NULL, &job), 0);
 	struct store_run run;
 	OK(store_run_get(s, run_id, &run, E));
 	assert_int_equal(run.status, STORE_RUN_PAUSED);
 	assert_string_equal(run.waitpoint_id, wp);
 	store_run_release(&run);
+	struct store_waitpoint w;
+	OK(store_waitpoint_get(s, wp, &w, E));
+	assert_int_equal(w.state, STORE_WAITPOINT_OPEN);
+	assert_string_equal(w.step_path, "approval");
+	store_waitpoint_release(&w);
 
 	/* A BEGIN redelivery of a paused run must not run. */
 	int b;
@@ -412,8 +419,9 @@ static void test_pause_resume(void **state)
 	assert_int_equal(store_waitpoint_resume(s, run_id, "unknown", "{}", fl_now_ms(), &out, &job,
 						E),
 			 FL_ENOTFOUND);
-	/* The links' waitpoint resumes the run paused on the approval's. */
-	assert_int_equal(store_waitpoint_resume(s, run_id, links_wp,
+	assert_int_equal(store_waitpoint_resume(s, "norun", wp, "{}", fl_now_ms(), &out, &job, E),
+			 FL_ENOTFOUND);
+	assert_int_equal(store_waitpoint_resume(s, run_id, wp,
 						"{\"queryParams\":{\"action\":\"approve\"}}",
 						fl_now_ms(), &out, &job, E),
 			 0);
@@ -421,14 +429,11 @@ static void test_pause_resume(void **state)
 	assert_true(job.needed);
 	assert_string_equal(job.execution_type, "RESUME");
 	char want[64];
-	snprintf(want, sizeof want, "%s_%s", run_id, links_wp);
+	snprintf(want, sizeof want, "%s_%s", run_id, wp);
 	assert_string_equal(job.job_id, want);
 	struct store_job job2;
-	assert_int_equal(store_waitpoint_resume(s, run_id, links_wp, "{}", fl_now_ms(), &out, &job2,
-						E),
-			 FL_ECONFLICT);
 	assert_int_equal(store_waitpoint_resume(s, run_id, wp, "{}", fl_now_ms(), &out, &job2, E),
-			 FL_ECONFLICT); /* every waitpoint of the run closed */
+			 FL_ECONFLICT);
 
 	OK(store_run_get(s, run_id, &run, E));
 	assert_int_equal(run.status, STORE_RUN_QUEUED);
@@ -446,6 +451,8 @@ static void test_pause_resume(void **state)
 	OK(store_run_get(s, run_id, &run, E));
 	assert_null(run.resume_payload);
 	store_run_release(&run);
+	assert_int_equal(store_waitpoint_resume(s, run_id, wp, "{}", fl_now_ms(), &out, &job2, E),
+			 FL_ECONFLICT);
 }
 
 static void test_resume_before_pause(void **state)
@@ -455,9 +462,9 @@ static void test_resume_before_pause(void **state)
 	make_run(s, run_id, flow_id);
 	int a;
 	assert_int_equal(start(s, run_id, run_id, "d1", "BEGIN", &a), 0);
-	OK(store_waitpoint_create(s, run_id, a, "approval", STORE_WAITPOINT_WEBHOOK, 0, fl_now_ms(),
-				  wp, E));
-	/* The call arrives while the run is still RUNNING: kept, not lost. */
+	struct store_pause p = webhook_pause(wp, "approval");
+	/* The call arrives while the run is still RUNNING, for a waitpoint the app has not seen:
+	 * kept, not lost. */
 	enum store_resume_outcome out;
 	struct store_job job;
 	assert_int_equal(store_waitpoint_resume(s, run_id, wp, "{\"body\":\"early\"}", fl_now_ms(),
@@ -468,17 +475,40 @@ static void test_resume_before_pause(void **state)
 	assert_int_equal(store_waitpoint_resume(s, run_id, wp, "{}", fl_now_ms(), &out, &job, E),
 			 FL_ECONFLICT);
 	/* The pause then lands and goes straight back to the queue. */
-	assert_int_equal(finish(s, run_id, a, STORE_RUN_PAUSED, wp, &job), 0);
+	assert_int_equal(finish(s, run_id, a, STORE_RUN_PAUSED, &p, &job), 0);
 	assert_true(job.needed);
 	assert_int_equal(job.delay_ms, 0);
 	struct store_run run;
 	OK(store_run_get(s, run_id, &run, E));
 	assert_int_equal(run.status, STORE_RUN_QUEUED);
 	assert_string_equal(run.resume_payload, "{\"body\":\"early\"}");
-	assert_null(run.pending_resume);
 	assert_string_equal(run.job_id, job.job_id);
 	store_run_release(&run);
 	store_job_release(&job);
+	struct store_waitpoint w;
+	OK(store_waitpoint_get(s, wp, &w, E));
+	assert_int_equal(w.state, STORE_WAITPOINT_USED);
+	assert_string_equal(w.step_path, "approval");
+	store_waitpoint_release(&w);
+
+	/* A pause on another waitpoint is not resumed by an early call to a different one. */
+	int b;
+	struct store_run r2;
+	OK(store_run_get(s, run_id, &r2, E));
+	assert_int_equal(start(s, run_id, r2.job_id, "d2", "RESUME", &b), 0);
+	store_run_release(&r2);
+	char other[22], stray[22];
+	new_id(stray);
+	assert_int_equal(store_waitpoint_resume(s, run_id, stray, "{}", fl_now_ms(), &out, &job, E),
+			 0);
+	struct store_pause p2 = webhook_pause(other, "approval_2");
+	assert_int_equal(finish(s, run_id, b, STORE_RUN_PAUSED, &p2, &job), 0);
+	assert_false(job.needed);
+	OK(store_run_get(s, run_id, &r2, E));
+	assert_int_equal(r2.status, STORE_RUN_PAUSED);
+	store_run_release(&r2);
+	assert_int_equal(store_waitpoint_resume(s, run_id, stray, "{}", fl_now_ms(), &out, &job, E),
+			 FL_ECONFLICT);
 }
 
 static void test_delay(void **state)
@@ -489,10 +519,11 @@ static void test_delay(void **state)
 	int a;
 	assert_int_equal(start(s, run_id, run_id, "d1", "BEGIN", &a), 0);
 	int64_t now = fl_now_ms();
-	OK(store_waitpoint_create(s, run_id, a, "wait", STORE_WAITPOINT_DELAY, now + 60000, now, wp,
-				  E));
+	new_id(wp);
+	struct store_pause p = { .waitpoint_id = wp, .step_path = "wait",
+				 .type = STORE_WAITPOINT_DELAY, .resume_at = now + 60000 };
 	struct store_job job;
-	assert_int_equal(finish(s, run_id, a, STORE_RUN_PAUSED, wp, &job), 0);
+	assert_int_equal(finish(s, run_id, a, STORE_RUN_PAUSED, &p, &job), 0);
 	assert_true(job.needed);
 	assert_true(job.delay_ms > 50000 && job.delay_ms <= 60000);
 	char want[64];
@@ -509,8 +540,9 @@ static void test_delay(void **state)
 	assert_int_equal(b, 2);
 	struct store_waitpoint w;
 	OK(store_waitpoint_get(s, wp, &w, E));
-	assert_int_equal(w.used, 1);
+	assert_int_equal(w.state, STORE_WAITPOINT_USED);
 	assert_int_equal(w.type, STORE_WAITPOINT_DELAY);
+	assert_int_equal(w.resume_at, now + 60000);
 	store_waitpoint_release(&w);
 	/* Its redelivery after a crash may run again. */
 	assert_int_equal(start(s, run_id, job.job_id, "d3", "RESUME", &c), 0);
@@ -659,9 +691,8 @@ static void test_races(void **state)
 	OK(store_flow_get(f->s, flow_id, &flow, E));
 	int a;
 	assert_int_equal(start(f->s, run_id, run_id, NULL, "BEGIN", &a), 0);
-	OK(store_waitpoint_create(f->s, run_id, a, "approval", STORE_WAITPOINT_WEBHOOK, 0,
-				  fl_now_ms(), wp, E));
-	assert_int_equal(finish(f->s, run_id, a, STORE_RUN_PAUSED, wp, NULL), 0);
+	struct store_pause p = webhook_pause(wp, "approval");
+	assert_int_equal(finish(f->s, run_id, a, STORE_RUN_PAUSED, &p, NULL), 0);
 
 	struct racer r[2];
 	pthread_t th[2];

@@ -45,7 +45,6 @@ CREATE TABLE runs (
 	step_seq BIGINT NOT NULL DEFAULT 0,
 	waitpoint_id TEXT,
 	resume_payload TEXT,
-	pending_resume TEXT,
 	retry_of TEXT,
 	retries INTEGER NOT NULL DEFAULT 0,
 	requeues INTEGER NOT NULL DEFAULT 0
@@ -75,27 +74,27 @@ CREATE TABLE steps (
 	name TEXT NOT NULL,
 	type TEXT,
 	status TEXT NOT NULL,
-	input TEXT,
-	output TEXT,
-	error_message TEXT,
+	record TEXT NOT NULL,
 	duration_ms BIGINT NOT NULL DEFAULT 0,
 	attempt INTEGER NOT NULL,
 	updated_at BIGINT NOT NULL,
 	PRIMARY KEY (run_id, path)
 );
 
+-- state: OPEN (the run is paused on it), EARLY (a resume arrived before the pause was
+-- persisted: kept with its payload and applied when the pause lands), USED.
 CREATE TABLE waitpoints (
 	id TEXT PRIMARY KEY,
 	run_id TEXT NOT NULL,
-	step_path TEXT NOT NULL,
-	type TEXT NOT NULL,
+	step_path TEXT,
+	type TEXT,
 	resume_at BIGINT,
-	used INTEGER NOT NULL DEFAULT 0,
+	state TEXT NOT NULL,
 	payload TEXT,
 	created_at BIGINT NOT NULL,
 	used_at BIGINT
 );
-CREATE INDEX waitpoints_run ON waitpoints (run_id, used);
+CREATE INDEX waitpoints_run ON waitpoints (run_id, state);
 
 CREATE TABLE store_entries (
 	key TEXT PRIMARY KEY,
