@@ -12,7 +12,12 @@ struct fl_err;
 struct net_policy;
 
 struct js_runtime_opts {
-	int64_t time_limit_ms;           /* per evaluation and per code step; 0: a default */
+	/* CPU time one script may run without returning to the engine: an expression, a code
+	 * step's body, one timer callback or one promise continuation. Past it the script is
+	 * stopped and the evaluation or step fails with FL_ETIMEOUT. 0: 10 s. */
+	int64_t time_limit_ms;
+	/* Wall time of a whole code step, timers and fetches included. 0: 600 s. */
+	int64_t code_wall_limit_ms;
 	const struct net_policy *policy; /* applied to fetch; NULL: unrestricted */
 };
 
@@ -27,6 +32,31 @@ void js_runtime_free(struct js_runtime *rt);
  * expression throws or fails to parse, FL_ETIMEOUT when it runs past the time limit. */
 int js_eval(struct js_runtime *rt, const char *expr, const json_t *scope, json_t **out,
 	    struct fl_err *err);
+
+/* A fresh global context in which several expressions are evaluated with one scope, e.g. all
+ * the templates of one step's input: nothing of it is visible to any other session. The
+ * context is created on the first evaluation, so a session that ends up evaluating nothing
+ * costs nothing. Scope members are converted to JavaScript only when an expression names them.
+ * A name of the form step_<n> that is not in scope (a skipped or not yet run step) is
+ * undefined rather than a ReferenceError. scope is borrowed and must outlive the session. */
+struct js_session;
+
+struct js_session *js_session_new(struct js_runtime *rt, const json_t *scope);
+void js_session_free(struct js_session *s);
+
+/* Evaluates the expression expr[0..len) as js_eval does. */
+int js_session_eval(struct js_session *s, const char *expr, size_t len, json_t **out,
+		    struct fl_err *err);
+
+/* Evaluates expr[0..len) and appends its value to out as template text: a string as it is,
+ * undefined (or a function, a symbol) as nothing, anything else as JSON.stringify writes it.
+ * Returns 0, FL_EJS when it throws (nothing appended), or FL_ETIMEOUT. */
+int js_session_eval_text(struct js_session *s, const char *expr, size_t len, struct fl_buf *out,
+			 struct fl_err *err);
+
+/* Writes the number d as JavaScript's String(d) does ("5.4", "1e+21", "-0" as "0") into out,
+ * which must hold 32 bytes. Returns out. */
+char *js_format_number(double d, char out[32]);
 
 /* What a code step's fetch needs to stamp requests: Idempotency-Key: <run_id>:<step_path>:<n>,
  * with n counted from *request_count (incremented per request). */

@@ -104,6 +104,7 @@ static void find_cgroups(struct cg_mounts *m)
 		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 		if (!c2)
 			continue;
+		*c1 = '\0';
 		*c2 = '\0';
 		if (!strcmp(line, "0") && c1[1] == '\0')
 			snprintf(m->v2_path, sizeof m->v2_path, "%s", c2 + 1);

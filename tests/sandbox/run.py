@@ -345,6 +345,22 @@ def test_step_errors(tmp):
           "a zygote's failing step is reported the same way (%s)" % err)
 
 
+def test_refusal():
+    """An unprivileged user here has user namespaces but no cgroup to put a sandbox in: the
+    process modes must be refused at start, saying so, never run without a memory limit."""
+    flowd = os.environ.get("FLOWD")
+    if not flowd or os.geteuid() != 0:
+        return
+    env = dict(os.environ, AP_EXECUTION_MODE="SANDBOX_PROCESS")
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", flowd, "sandbox", "check"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = [l for l in p.stdout.splitlines() if l.startswith("SANDBOX_PROCESS/UNRESTRICTED")]
+    check(p.returncode == 1 and line and "cannot run on this host" in line[0] and "cgroup" in line[0],
+          "an unprivileged worker without a delegated cgroup is refused with a reason (%d %s)" % (p.returncode, line))
+    code_only = [l for l in p.stdout.splitlines() if l.startswith("SANDBOX_CODE_ONLY/STRICT")]
+    check(code_only and code_only[0].endswith(" ok"), "SANDBOX_CODE_ONLY works unprivileged (%s)" % code_only)
+
+
 def main():
     probe = subprocess.run([SB_RUN, "--probe"], stdout=subprocess.PIPE, text=True)
     host = json.loads(probe.stdout)
@@ -366,6 +382,7 @@ def main():
             ("bombs", test_bombs),
             ("orphans", lambda: test_orphans(tmp)),
             ("step errors", lambda: test_step_errors(tmp)),
+            ("refusal", test_refusal),
             ("leaks", test_leaks),
         ]
         for name, fn in tests:

@@ -1,0 +1,153 @@
+/* HS256 JWTs for the worker-facing endpoints: see token.h. Parsing is strict (three parts, our
+ * header algorithm only) because the input comes straight from the network. */
+#include "core/token.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/err.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <string.h>
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t fl_base64url_encode(const void *data, size_t len, char *out)
+{
+	const unsigned char *p = data;
+	size_t o = 0, i = 0;
+	for (; i + 2 < len; i += 3) {
+		unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
+		out[o++] = b64url[v >> 18];
+		out[o++] = b64url[(v >> 12) & 63];
+		out[o++] = b64url[(v >> 6) & 63];
+		out[o++] = b64url[v & 63];
+	}
+	if (len - i == 1) {
+		unsigned v = (unsigned)p[i] << 16;
+		out[o++] = b64url[v >> 18];
+		out[o++] = b64url[(v >> 12) & 63];
+	} else if (len - i == 2) {
+		unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8;
+		out[o++] = b64url[v >> 18];
+		out[o++] = b64url[(v >> 12) & 63];
+		out[o++] = b64url[(v >> 6) & 63];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static int b64url_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-' || c == '+')
+		return 62;
+	if (c == '_' || c == '/')
+		return 63;
+	return -1;
+}
+
+long fl_base64url_decode(const char *s, size_t len, unsigned char *out)
+{
+	while (len && s[len - 1] == '=')
+		len--;
+	if (len % 4 == 1)
+		return -1;
+	unsigned acc = 0;
+	int bits = 0;
+	long o = 0;
+	for (size_t i = 0; i < len; i++) {
+		int v = b64url_value(s[i]);
+		if (v < 0)
+			return -1;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+	return o;
+}
+
+static const char header_b64[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* {"alg":"HS256","typ":"JWT"} */
+
+static void mac(const char *secret, const char *data, size_t len, unsigned char out[32])
+{
+	unsigned int out_len = 32;
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)data, len, out,
+	     &out_len);
+}
+
+char *fl_token_sign(const char *secret, const char *run_id, int64_t iat_s, int64_t exp_s)
+{
+	json_t *claims = json_pack("{s:s, s:I, s:I}", "sub", run_id, "iat", (json_int_t)iat_s,
+				   "exp", (json_int_t)exp_s);
+	char *payload = json_dumps(claims, JSON_COMPACT);
+	json_decref(claims);
+	size_t plen = strlen(payload);
+
+	struct fl_buf b = FL_BUF_INIT;
+	fl_buf_adds(&b, header_b64);
+	fl_buf_addch(&b, '.');
+	fl_buf_grow(&b, 4 * ((plen + 2) / 3) + 1);
+	b.len += fl_base64url_encode(payload, plen, b.data + b.len);
+	free(payload);
+
+	unsigned char sig[32];
+	mac(secret, b.data, b.len, sig);
+	fl_buf_addch(&b, '.');
+	fl_buf_grow(&b, 45);
+	b.len += fl_base64url_encode(sig, sizeof sig, b.data + b.len);
+	return fl_buf_detach(&b, NULL);
+}
+
+int fl_token_verify(const char *secret, const char *token, int64_t now_s,
+		    char run_id[FL_TOKEN_RUN_ID_MAX + 1], struct fl_err *err)
+{
+	if (!token || !*token)
+		return fl_err_set(err, FL_EDENIED, "missing engine token");
+	size_t len = strlen(token);
+	if (len > 4096)
+		return fl_err_set(err, FL_EDENIED, "engine token is too long");
+	const char *dot1 = strchr(token, '.');
+	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	if (!dot1 || !dot2 || strchr(dot2 + 1, '.'))
+		return fl_err_set(err, FL_EDENIED, "engine token is not a JWT");
+	/* Only our own header is accepted: that rules out "alg":"none" and algorithm confusion. */
+	if ((size_t)(dot1 - token) != sizeof header_b64 - 1 ||
+	    memcmp(token, header_b64, sizeof header_b64 - 1))
+		return fl_err_set(err, FL_EDENIED, "engine token has an unsupported header");
+
+	unsigned char want[32], got[48];
+	mac(secret, token, (size_t)(dot2 - token), want);
+	size_t sig_len = len - (size_t)(dot2 + 1 - token);
+	if (sig_len > 44 || fl_base64url_decode(dot2 + 1, sig_len, got) != 32 ||
+	    CRYPTO_memcmp(want, got, 32))
+		return fl_err_set(err, FL_EDENIED, "engine token has a bad signature");
+
+	size_t plen = (size_t)(dot2 - dot1 - 1);
+	unsigned char *payload = fl_malloc(3 * (plen / 4) + 3);
+	long n = fl_base64url_decode(dot1 + 1, plen, payload);
+	json_t *claims = n < 0 ? NULL : json_loadb((const char *)payload, (size_t)n, 0, NULL);
+	fl_free(payload);
+	const char *sub = json_string_value(json_object_get(claims, "sub"));
+	json_t *exp = json_object_get(claims, "exp");
+	int rc = 0;
+	if (!sub || !json_is_integer(exp))
+		rc = fl_err_set(err, FL_EDENIED, "engine token lacks sub or exp");
+	else if (json_integer_value(exp) <= now_s)
+		rc = fl_err_set(err, FL_EDENIED, "engine token expired");
+	else if (strlen(sub) == 0 || strlen(sub) > FL_TOKEN_RUN_ID_MAX)
+		rc = fl_err_set(err, FL_EDENIED, "engine token names no valid run");
+	else
+		strcpy(run_id, sub);
+	json_decref(claims);
+	return rc;
+}

@@ -1,0 +1,301 @@
+/* The pipe host of the walker: see proto.h for the protocol. Each host callback becomes an
+ * event line on out; the ones that need an answer (acks, store results) block on the next line
+ * of in. */
+#include "engine/proto.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "engine/engine.h"
+#include "engine/flow.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef FLOWD_VERSION
+#define FLOWD_VERSION "0.1.0"
+#endif
+
+struct pipe_host {
+	FILE *in, *out;
+	const char *run_id;
+	int ack_all;
+	int broken;      /* out failed, or in broke the protocol: stop */
+	int bad_input;
+	char *line;
+	size_t line_cap;
+};
+
+/* Writes one event line. Takes ownership of ev. */
+static int emit(struct pipe_host *h, json_t *ev)
+{
+	if (h->run_id && !json_object_get(ev, "runId"))
+		json_object_set_new(ev, "runId", json_string(h->run_id));
+	struct fl_buf b = FL_BUF_INIT;
+	fl_json_dump_buf(&b, ev);
+	fl_buf_addch(&b, '\n');
+	json_decref(ev);
+	int rc = fwrite(b.data, 1, b.len, h->out) == b.len && fflush(h->out) == 0 ? 0 : -1;
+	fl_buf_release(&b);
+	if (rc)
+		h->broken = 1;
+	return rc;
+}
+
+/* Reads the next message of the worker. Returns a new object, or NULL at EOF or on garbage
+ * (h->bad_input says which). */
+static json_t *read_message(struct pipe_host *h)
+{
+	for (;;) {
+		ssize_t n = getline(&h->line, &h->line_cap, h->in);
+		if (n < 0)
+			return NULL;
+		while (n && (h->line[n - 1] == '\n' || h->line[n - 1] == '\r'))
+			h->line[--n] = '\0';
+		if (!n)
+			continue;
+		json_error_t je;
+		json_t *m = json_loadb(h->line, (size_t)n, 0, &je);
+		if (!json_is_object(m) || !json_is_string(json_object_get(m, "type"))) {
+			fl_error("engine", "protocol: a line of input is not a message: %d:%d: %s",
+				 je.line, je.column, m ? "expected an object with a type" : je.text);
+			json_decref(m);
+			h->bad_input = 1;
+			return NULL;
+		}
+		return m;
+	}
+}
+
+static const char *msg_type(const json_t *m)
+{
+	return json_string_value(json_object_get(m, "type"));
+}
+
+/* Waits for a message of type want. Returns it, or NULL (and marks the host broken). */
+static json_t *expect(struct pipe_host *h, const char *want)
+{
+	if (h->broken)
+		return NULL;
+	json_t *m = read_message(h);
+	if (!m) {
+		if (!h->bad_input)
+			fl_error("engine", "protocol: input closed while waiting for '%s'", want);
+		h->broken = 1;
+		return NULL;
+	}
+	if (strcmp(msg_type(m), want)) {
+		fl_error("engine", "protocol: expected '%s', got '%s'", want, msg_type(m));
+		json_decref(m);
+		h->bad_input = h->broken = 1;
+		return NULL;
+	}
+	return m;
+}
+
+static int wait_ack(struct pipe_host *h)
+{
+	json_t *m = expect(h, "ack");
+	if (!m)
+		return FL_EPROTO;
+	const json_t *ok = json_object_get(m, "ok");
+	int rc = 0;
+	if (ok && json_is_false(ok)) {
+		const char *e = json_string_value(json_object_get(m, "error"));
+		fl_warn("engine", "worker refused a checkpoint: %s", e ? e : "no reason given");
+		rc = FL_ECONFLICT;
+	}
+	json_decref(m);
+	return rc;
+}
+
+static void on_started(void *ctx, const struct eng_step *step, const char *path)
+{
+	struct pipe_host *h = ctx;
+	if (!h->broken)
+		emit(h, json_pack("{s:s, s:s, s:s}", "type", "step_started", "name", step->name,
+				  "path", path));
+}
+
+static int on_finished(void *ctx, const struct eng_step_event *ev)
+{
+	struct pipe_host *h = ctx;
+	if (h->broken)
+		return FL_EIO;
+	int ack = ev->effects || h->ack_all;
+	json_t *m = json_pack("{s:s, s:s, s:s, s:O, s:O, s:b, s:b}", "type", "step_finished",
+			      "name", ev->step->name, "path", ev->path, "pathJson", ev->path_json,
+			      "record", ev->record, "effects", ev->effects, "ack", ack);
+	if (emit(h, m))
+		return FL_EIO;
+	return ack ? wait_ack(h) : 0;
+}
+
+static void on_respond(void *ctx, const json_t *response)
+{
+	struct pipe_host *h = ctx;
+	if (!h->broken)
+		emit(h, json_pack("{s:s, s:O}", "type", "respond", "response", response));
+}
+
+static int on_paused(void *ctx, const json_t *waitpoint)
+{
+	struct pipe_host *h = ctx;
+	if (h->broken)
+		return FL_EIO;
+	if (emit(h, json_pack("{s:s, s:O, s:b}", "type", "paused", "waitpoint", waitpoint, "ack",
+			      1)))
+		return FL_EIO;
+	return wait_ack(h);
+}
+
+/* One store request and its answer. */
+static int store_call(struct pipe_host *h, const char *op, const char *key, const json_t *value,
+		      json_t **result, struct fl_err *err)
+{
+	if (h->broken)
+		return fl_err_set(err, FL_EIO, "the worker went away");
+	json_t *m = json_pack("{s:s, s:s, s:s}", "type", "store", "op", op, "key", key);
+	if (value)
+		json_object_set(m, "value", (json_t *)value);
+	if (emit(h, m))
+		return fl_err_set(err, FL_EIO, "the worker went away");
+	json_t *r = expect(h, "store_result");
+	if (!r)
+		return fl_err_set(err, FL_EPROTO, "the worker did not answer a store request");
+	const char *e = json_string_value(json_object_get(r, "error"));
+	int rc = 0;
+	if (e) {
+		rc = fl_err_set(err, FL_EDB, "%s", e);
+	} else if (result) {
+		const json_t *v = json_object_get(r, "value");
+		*result = json_is_true(json_object_get(r, "found")) && v ? json_incref((json_t *)v)
+									   : NULL;
+	}
+	json_decref(r);
+	return rc;
+}
+
+static int on_store_get(void *ctx, const char *key, json_t **value, struct fl_err *err)
+{
+	*value = NULL;
+	return store_call(ctx, "get", key, NULL, value, err);
+}
+
+static int on_store_put(void *ctx, const char *key, const json_t *value, struct fl_err *err)
+{
+	return store_call(ctx, "put", key, value, NULL, err);
+}
+
+static int on_store_delete(void *ctx, const char *key, struct fl_err *err)
+{
+	return store_call(ctx, "delete", key, NULL, NULL, err);
+}
+
+static int64_t limit_of(const json_t *limits, const char *key)
+{
+	const json_t *v = json_object_get(limits, key);
+	return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+}
+
+/* Runs one operation. The engine is (re)created when the JS time limit changes. */
+static void serve_run(struct pipe_host *h, struct eng_engine **engine, int64_t *engine_js_ms,
+		      const json_t *op)
+{
+	const char *run_id = json_string_value(json_object_get(op, "runId"));
+	h->run_id = run_id ? run_id : "";
+	const json_t *limits = json_object_get(op, "limits");
+	const json_t *flags = json_object_get(op, "flags");
+	h->ack_all = json_is_true(json_object_get(flags, "ackAll"));
+	int64_t js_ms = limit_of(limits, "jsTimeMs");
+	if (!*engine || js_ms != *engine_js_ms) {
+		eng_engine_free(*engine);
+		struct eng_engine_opts eo = { .js_time_limit_ms = js_ms };
+		*engine = eng_engine_new(&eo);
+		*engine_js_ms = js_ms;
+	}
+
+	struct fl_err err = { 0 };
+	struct eng_flow *flow = NULL;
+	const json_t *version = json_object_get(op, "flowVersion");
+	int rc = version ? eng_flow_parse(version, 0, &flow, &err)
+			 : fl_err_set(&err, FL_EINVAL, "the operation has no flowVersion");
+	if (!rc && !run_id)
+		rc = fl_err_set(&err, FL_EINVAL, "the operation has no runId");
+	json_t *result = NULL;
+	enum eng_status status = ENG_INTERNAL_ERROR;
+	if (!rc) {
+		int64_t timeout = limit_of(limits, "timeoutMs");
+		const json_t *resume = json_object_get(op, "resume");
+		struct eng_run_opts ro = {
+			.run_id = run_id,
+			.flow_id = json_string_value(json_object_get(op, "flowId")),
+			.frontend_url = json_string_value(json_object_get(op, "frontendUrl")),
+			.trigger_output = json_object_get(op, "triggerOutput"),
+			.replay = json_object_get(op, "steps"),
+			.resume = json_is_null(resume) ? NULL : resume,
+			.log_size_limit = limit_of(limits, "logSizeBytes"),
+			.deadline_ms = timeout ? fl_mono_ms() + timeout : 0,
+		};
+		struct eng_host host = {
+			.ctx = h,
+			.step_started = on_started,
+			.step_finished = on_finished,
+			.respond = on_respond,
+			.paused = on_paused,
+			.store_get = on_store_get,
+			.store_put = on_store_put,
+			.store_delete = on_store_delete,
+		};
+		rc = eng_run(*engine, flow, &ro, &host, &result, &status, &err);
+	}
+	if (h->broken) {
+		json_decref(result);
+		eng_flow_free(flow);
+		return;
+	}
+	json_t *fin = json_pack("{s:s, s:s}", "type", "finished", "status",
+				eng_status_name(rc ? ENG_INTERNAL_ERROR : status));
+	if (rc)
+		json_object_set_new(fin, "error", json_string(err.msg));
+	else
+		json_object_set_new(fin, "result", result);
+	emit(h, fin);
+	eng_flow_free(flow);
+}
+
+int eng_proto_serve(FILE *in, FILE *out)
+{
+	struct pipe_host h = { .in = in, .out = out };
+	/* Created at the first operation, not before: a zygote's children start no VM early. */
+	struct eng_engine *engine = NULL;
+	int64_t engine_js_ms = 0;
+	emit(&h, json_pack("{s:s, s:i, s:s}", "type", "ready", "protocol", ENG_PROTO_VERSION,
+			   "version", FLOWD_VERSION));
+	while (!h.broken) {
+		json_t *m = read_message(&h);
+		if (!m)
+			break;
+		const char *type = msg_type(m);
+		if (!strcmp(type, "exit")) {
+			json_decref(m);
+			break;
+		}
+		if (strcmp(type, "run")) {
+			fl_error("engine", "protocol: expected an operation, got '%s'", type);
+			h.bad_input = 1;
+			json_decref(m);
+			break;
+		}
+		serve_run(&h, &engine, &engine_js_ms, m);
+		h.run_id = NULL;
+		json_decref(m);
+	}
+	eng_engine_free(engine);
+	free(h.line);
+	if (h.bad_input)
+		return ENG_PROTO_EXIT_BAD_INPUT;
+	return h.broken ? 1 : 0;
+}

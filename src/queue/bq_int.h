@@ -1,0 +1,81 @@
+/* Internals shared by the files of src/queue: one Redis connection with its script cache, and
+ * the helpers that build BullMQ arguments. Not part of the module's API (bq.h). */
+#ifndef BQ_INT_H
+#define BQ_INT_H
+
+#include "queue/bq.h"
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+struct fl_buf;
+
+/* Our Lua scripts (src/queue/lua/<name>.lua). lib.lua is prepended to each of them. */
+enum bq_script {
+	BQ_LUA_ADD,
+	BQ_LUA_FETCH,
+	BQ_LUA_FINISH,
+	BQ_LUA_RETRY,
+	BQ_LUA_RELEASE,
+	BQ_LUA_EXTEND_LOCKS,
+	BQ_LUA_STALLED,
+	BQ_LUA_PAUSE,
+	BQ_LUA_COUNTS,
+	BQ_LUA_RETRY_FAILED,
+	BQ_LUA_CLEAN,
+	BQ_LUA_PROGRESS,
+	BQ_LUA_LOG,
+	BQ_LUA_COUNT_, /* number of scripts */
+};
+
+/* One synchronous hiredis connection that reconnects on demand. Not thread-safe: each thread
+ * owns its own. */
+struct bq_conn {
+	redisContext *ctx;   /* NULL while disconnected */
+	struct bq_redis_addr addr;
+	char *client_name;   /* CLIENT SETNAME after each connect, or NULL */
+	int timeout_ms;      /* per command; 0 = none (blocking connections) */
+	char sha[BQ_LUA_COUNT_][41];
+	bool loaded[BQ_LUA_COUNT_];
+};
+
+/* Parses url and connects. Returns 0 or FL_ECONFIG / FL_EREDIS. */
+int bq_conn_init(struct bq_conn *c, const char *url, const char *client_name, int timeout_ms,
+		 struct fl_err *err);
+void bq_conn_release(struct bq_conn *c);
+/* Connects if disconnected (AUTH, SELECT, CLIENT SETNAME). Returns 0 or FL_EREDIS. */
+int bq_conn_ensure(struct bq_conn *c, struct fl_err *err);
+/* Drops the connection; the next call reconnects. */
+void bq_conn_drop(struct bq_conn *c);
+
+/* Runs a command. Returns 0 and sets *reply (caller frees with freeReplyObject), or FL_EREDIS on
+ * an I/O error (the connection is dropped) or on an error reply (err carries its text). */
+int bq_conn_cmd(struct bq_conn *c, int argc, const char **argv, const size_t *argvlen,
+		redisReply **reply, struct fl_err *err);
+/* EVALSHA of script with KEYS[1] = key prefix and the given ARGV; loads the script on first use
+ * and again on NOSCRIPT. Same returns as bq_conn_cmd. */
+int bq_conn_eval(struct bq_conn *c, enum bq_script script, const char *key_prefix, int argc,
+		 const char **argv, const size_t *argvlen, redisReply **reply, struct fl_err *err);
+
+/* Logs a warning (once per process) when the server is older than 6.2 or its maxmemory-policy
+ * is not noeviction. */
+void bq_conn_check_server(struct bq_conn *c);
+
+/* "<prefix>:<queue>:" */
+char *bq_key_prefix(const char *prefix, const char *queue);
+/* Client name BullMQ's getWorkers() recognises: "<prefix>:<base64(queue)>". */
+char *bq_client_name(const char *prefix, const char *queue);
+
+/* Appends the BullMQ opts JSON of o to b (attempts always present). */
+void bq_opts_json(struct fl_buf *b, const struct bq_job_opts *o);
+/* Reads removeOnComplete/removeOnFail from a parsed opts value (absent: BQ_KEEP_DEFAULT). */
+void bq_keep_from_json(const json_t *v, struct bq_keep *k);
+/* Resolves job and worker retention into the finish script's (count, age) pair: count -1 keeps
+ * all, 0 deletes the job; age -1 means no age limit. */
+void bq_keep_resolve(const struct bq_keep *job, const struct bq_keep *worker, int64_t *count,
+		     int64_t *age_s);
+
+/* Validates a custom job id. Returns 0 or FL_EINVAL. */
+int bq_check_job_id(const char *id, struct fl_err *err);
+
+#endif
