@@ -23,9 +23,11 @@ const struct cmd cmd_table[] = {
 	  "SIGTERM or SIGINT stops it gracefully: no new connections, sync webhook calls get up\n"
 	  "to AP_WEBHOOK_TIMEOUT_SECONDS (at most 10 s) to be answered.\n" },
 	{ "engine", cmd_engine, "internal: the engine process, driven over pipes by a worker",
-	  "usage: flowd engine\n\n"
+	  "usage: flowd engine [--zygote]\n\n"
 	  "Reads operations as JSON lines on stdin and writes events as JSON lines on stdout\n"
-	  "(see src/engine/proto.h). Started by the worker; not meant to be run by hand.\n" },
+	  "(see src/engine/proto.h). Started by the worker; not meant to be run by hand.\n"
+	  "With --zygote it is the sandbox zygote instead (src/sandbox/zygote.h): it serves\n"
+	  "spawn requests on fd 3 and forks each sandboxed engine from itself.\n" },
 	{ "flows", cmd_flows, "push and list flows through the app's API",
 	  "usage: flowd flows push FILE [--json]\n"
 	  "       flowd flows ls [--limit N] [--json]\n"

@@ -303,7 +303,7 @@ static int trial_sandbox(struct sb_host *h, unsigned flags, char *why, size_t wh
 		int pidfd;
 		struct sb_cgroup cg;
 		struct sb_ctx *ctx;
-		rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, &err);
+		rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, NULL, &err);
 		close(report[1]);
 		if (!rc || rc == SB__GONE) {
 			struct sb_child child;

@@ -145,6 +145,28 @@ int sb_child_peak_memory(const struct sb_child *child, int64_t *bytes);
  * call twice and on a zeroed struct. */
 void sb_child_release(struct sb_child *child);
 
+/* A pre-started sandbox: set up now, up to and including seccomp, in its cgroup, waiting for
+ * its job. A worker keeps one ready per slot so that a job pays none of the set-up: the
+ * pool of shared/DESIGN.md §6. It holds none of the worker's fds while it waits. Its parent is
+ * the calling thread, as with sb_spawn. */
+struct sb_pending;
+
+/* Starts a sandbox with opts (envp is not used: the job brings its own) and returns once it
+ * waits for its job. 0, or a negative code with err naming the failed step, as sb_spawn. */
+int sb_prestart(const struct sb_opts *opts, struct sb_pending **out, struct fl_err *err);
+
+/* Hands p its job: argv[0] is exec'd (a zygote's pre-started sandbox passes argv to its entry
+ * function instead), envp is its environment, fds[i] its fd i. p is consumed whatever the
+ * result. Returns like sb_spawn and fills child the same way. */
+int sb_pending_run(struct sb_pending *p, char *const argv[], char *const envp[], const int *fds,
+		   int n_fds, struct sb_child *child, struct fl_err *err);
+
+/* Kills a pre-started sandbox that will get no job, reaps it and removes its cgroup. NULL: no-op. */
+void sb_pending_free(struct sb_pending *p);
+
+/* Host pid of its init, for tests. */
+pid_t sb_pending_pid(const struct sb_pending *p);
+
 /* A network namespace with nothing in it (loopback down), for SB_NET reuse across one slot's
  * sandboxes. *fd is O_CLOEXEC and owned by the caller. Needs CAP_SYS_ADMIN (root). */
 int sb_netns_new(int *fd, struct fl_err *err);

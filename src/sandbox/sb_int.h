@@ -25,6 +25,7 @@ struct sb_host;
 
 /* Setup steps, in the order the child runs them. The names are what errors report. */
 enum sb_step {
+	SB_STEP_READY = 0, /* not a failure: a pre-started sandbox is set up and waits for its job */
 	SB_STEP_USERS = 1, /* wait for the uid/gid maps, hostname */
 	SB_STEP_NETWORK,   /* verify the network namespace is not the host's */
 	SB_STEP_MOUNTS,    /* read-only root, /tmp, /proc, pivot_root */
@@ -33,6 +34,7 @@ enum sb_step {
 	SB_STEP_FDS,     /* before rlimits: RLIMIT_NOFILE may be below the fds being moved */
 	SB_STEP_RLIMITS,
 	SB_STEP_SECCOMP, /* no_new_privs and the filter: last, it would deny the steps above */
+	SB_STEP_JOB,     /* a pre-started sandbox receives its job */
 	SB_STEP_EXEC,
 	SB_STEP_SPAWN, /* spawner-side failures (clone, maps, cgroup placement) */
 };
@@ -115,6 +117,39 @@ struct sb_launch {
 	char *const *envp;
 	sb_entry_fn entry; /* zygote: run this instead of execve */
 	void *entry_arg;
+	/* Pre-started: after seccomp, report SB_STEP_READY, then take argv, envp and fds from a
+	 * message on go_fd (a SOCK_SEQPACKET socket). */
+	int pending;
+	struct sb_job *job;
+};
+
+/* A pre-started sandbox's job as it arrives: a struct sb_job_hdr, then argv and envp as
+ * NUL-terminated strings, with the fds attached. */
+enum { SB_JOB_MAX = 64 * 1024, SB_JOB_STRINGS = 512 };
+struct sb_job_hdr {
+	uint32_t magic;
+	int32_t n_fds;
+	uint32_t n_argv;
+	uint32_t n_envp;
+};
+#define SB_JOB_MAGIC 0x53424a31u
+struct sb_job {
+	char buf[SB_JOB_MAX];
+	char *argv[SB_JOB_STRINGS + 1];
+	char *envp[SB_JOB_STRINGS + 1];
+	int fds[64];
+};
+
+/* A sandbox set up up to seccomp, waiting for its job (sb_prestart). */
+struct sb_pending {
+	pid_t pid;
+	int pidfd;
+	int report_fd; /* read end of the report pipe */
+	int job_fd;    /* the job goes here */
+	int cpu_seconds;
+	int entry;     /* a zygote's: argv goes to the entry function, not execve */
+	struct sb_cgroup cg;
+	struct sb_ctx *ctx;
 };
 
 SB_CHILD _Noreturn void sb__child_main(struct sb_launch *l);
@@ -204,6 +239,7 @@ struct sb_spawn_req {
 	int n_fds;
 	int err_fd;       /* write end of the report pipe */
 	int clone_parent; /* zygote: the new process is a child of the zygote's parent */
+	int pending;      /* pre-start: stop after seccomp and wait for the job */
 	pid_t cgroup_owner; /* the process whose pid names the cgroup (the worker) */
 	int parent_pidfd; /* the process the sandbox must not outlive */
 	sb_entry_fn entry;
@@ -222,16 +258,26 @@ void sb__ctx_free(struct sb_ctx *ctx);
  * the child is killed and *pidfd (>= 0) must still be reaped; *cg is empty. SB__GONE: the
  * child failed a step on its own; pass gone = 1 to sb__spawn_finish, which reports it. */
 int sb__clone(const struct sb_spawn_req *req, pid_t *pid, int *pidfd, struct sb_cgroup *cg,
-	      struct sb_ctx **ctx, struct fl_err *err);
+	      struct sb_ctx **ctx, int *job_fd, struct fl_err *err);
 /* After sb__clone: reads the report, and on success hands pid, pidfd and cg (moved) to child;
  * on failure reaps the child and destroys cg. Closes report_fd. */
 int sb__spawn_finish(const struct sb_opts *opts, struct sb_cgroup *cg, struct sb_ctx *ctx,
 		     pid_t pid, int pidfd, int report_fd, int gone, struct sb_child *child,
 		     struct fl_err *err);
+/* This process's pidfd, opened once (and again after a fork): the sandbox's check that its
+ * parent is alive. */
+int sb__self_pidfd(void);
 /* SIGKILLs, reaps and closes a child that failed during setup, so that no zombie is left. */
 void sb__reap(int pidfd);
-/* Reads the report pipe until EOF. 0 when the payload started, or -errno with the step in err. */
+/* Reads the report pipe until EOF. 0 when the payload started, or -errno with the step in err;
+ * SB__READY when a pre-started sandbox says it is set up. */
 int sb__read_report(int fd, struct fl_err *err);
+enum { SB__READY = 2 };
+/* After sb__clone of a pre-started sandbox: waits for its SB_STEP_READY and fills *out (moving
+ * cg, ctx and the fds in); on failure reaps and cleans up, and closes the fds. */
+int sb__pending_finish(const struct sb_opts *opts, struct sb_cgroup *cg, struct sb_ctx *ctx,
+		       pid_t pid, int pidfd, int report_fd, int job_fd, int gone, int entry,
+		       struct sb_pending **out, struct fl_err *err);
 
 /* Small helpers usable in the child (no allocation, no errno). */
 SB_CHILD size_t sb__strlcpy(char *dst, const char *src, size_t size);

@@ -25,6 +25,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -55,10 +56,15 @@ struct sb_clone_args {
 enum { SB_MAX_FDS = 64 };
 
 /* A CLONE_VM child runs on this: its launch, a guard page, then its stack. */
-enum { SB_CTX_LAUNCH = 4096, SB_CTX_GUARD = 4096, SB_CTX_STACK = 128 * 1024 };
-
 struct sb_ctx {
 	struct sb_launch l;
+	struct sb_job job; /* a pre-started sandbox's job lands here */
+};
+
+enum {
+	SB_CTX_LAUNCH = (sizeof(struct sb_ctx) + 4095) & ~(size_t)4095,
+	SB_CTX_GUARD = 4096,
+	SB_CTX_STACK = 128 * 1024,
 };
 
 extern char **environ;
@@ -115,6 +121,97 @@ SB_CHILD static void child_fds(struct sb_launch *l)
 	}
 }
 
+/* A pre-started sandbox may wait long: it must not keep the worker's fds (pipes of other
+ * engines, connections) open meanwhile. Keeps the report pipe, the go socket and the parent's
+ * pidfd, as fds 0, 1 and 2. */
+SB_CHILD static void child_close_early(struct sb_launch *l)
+{
+	int keep[3] = { l->err_fd, l->go_fd, l->parent_pidfd };
+	int moved[3];
+	long r;
+	for (int i = 0; i < 3; i++) {
+		moved[i] = -1;
+		if (keep[i] < 0)
+			continue;
+		if ((r = sb_sys3(SYS_fcntl, keep[i], F_DUPFD_CLOEXEC, 3)) < 0)
+			sb__child_fail(l, SB_STEP_FDS, (int)-r, "cannot keep a setup fd", NULL);
+		moved[i] = (int)r;
+	}
+	for (int i = 0; i < 3; i++)
+		if (moved[i] >= 0 && (r = sb_sys3(SYS_dup3, moved[i], i, O_CLOEXEC)) < 0)
+			sb__child_fail(l, SB_STEP_FDS, (int)-r, "cannot keep a setup fd", NULL);
+	l->err_fd = moved[0] >= 0 ? 0 : -1;
+	l->go_fd = moved[1] >= 0 ? 1 : -1;
+	l->parent_pidfd = moved[2] >= 0 ? 2 : -1;
+	if ((r = sb_sys3(SYS_close_range, 3, ~0U, 0))) {
+		if (r != -ENOSYS && r != -EINVAL)
+			sb__child_fail(l, SB_STEP_FDS, (int)-r, "cannot close inherited fds", NULL);
+		for (int fd = 3; fd < l->fd_limit; fd++)
+			sb_sys1(SYS_close, fd);
+	}
+	if (moved[2] < 0)
+		sb_sys1(SYS_close, 2);
+}
+
+/* Waits for the job of a pre-started sandbox: argv, envp and fds in one message. */
+SB_CHILD static void child_job(struct sb_launch *l)
+{
+	struct sb_report ready;
+	memset(&ready, 0, sizeof ready);
+	ready.step = SB_STEP_READY;
+	sb_sys3(SYS_write, l->err_fd, &ready, sizeof ready);
+	struct sb_job *job = l->job;
+	struct iovec iov = { .iov_base = job->buf, .iov_len = sizeof job->buf - 1 };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 64)];
+	} cbuf;
+	struct msghdr mh;
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf.buf;
+	mh.msg_controllen = sizeof cbuf.buf;
+	long n;
+	while ((n = sb_sys3(SYS_recvmsg, l->go_fd, &mh, MSG_CMSG_CLOEXEC)) == -EINTR)
+		;
+	/* EOF: the worker dropped this sandbox unused. */
+	if (n == 0)
+		sb__child_exit(0);
+	if (n < 0)
+		sb__child_fail(l, SB_STEP_JOB, (int)-n, "cannot receive the job", NULL);
+	int n_fds = 0;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+		n_fds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		memcpy(job->fds, CMSG_DATA(c), sizeof(int) * (size_t)n_fds);
+	}
+	struct sb_job_hdr h;
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n < (long)sizeof h)
+		sb__child_fail(l, SB_STEP_JOB, E2BIG, "the job does not fit", NULL);
+	memcpy(&h, job->buf, sizeof h);
+	if (h.magic != SB_JOB_MAGIC || h.n_fds != n_fds || h.n_argv == 0 ||
+	    h.n_argv > SB_JOB_STRINGS || h.n_envp > SB_JOB_STRINGS)
+		sb__child_fail(l, SB_STEP_JOB, EPROTO, "malformed job", NULL);
+	job->buf[n] = '\0';
+	char *p = job->buf + sizeof h, *end = job->buf + n;
+	for (uint32_t i = 0; i < h.n_argv + h.n_envp; i++) {
+		if (p >= end)
+			sb__child_fail(l, SB_STEP_JOB, EPROTO, "malformed job", NULL);
+		if (i < h.n_argv)
+			job->argv[i] = p;
+		else
+			job->envp[i - h.n_argv] = p;
+		p += strlen(p) + 1;
+	}
+	job->argv[h.n_argv] = NULL;
+	job->envp[h.n_envp] = NULL;
+	l->argv = job->argv;
+	l->envp = job->envp;
+	l->fds = job->fds;
+	l->n_fds = n_fds;
+}
+
 /* The kernel's struct sigaction (x86_64 and aarch64 alike). */
 struct sb_kernel_sigaction {
 	void *handler;
@@ -137,13 +234,24 @@ SB_CHILD _Noreturn void sb__child_main(struct sb_launch *l)
 	/* Set at once, and again after the uid change clears it (credentials step). */
 	sb_sys5(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	sb__child_users(l);
+	if (l->pending)
+		child_close_early(l);
 	sb__child_network(l);
 	sb__child_mounts(l);
 	sb__child_cgroup(l);
 	sb__child_credentials(l);
-	child_fds(l);
-	sb__child_rlimits(l);
-	sb__child_seccomp(l);
+	if (l->pending) {
+		/* Nothing of the job has run yet: the filter can go on before it arrives, and the
+		 * fds and limits are the job's. */
+		sb__child_seccomp(l);
+		child_job(l);
+		child_fds(l);
+		sb__child_rlimits(l);
+	} else {
+		child_fds(l);
+		sb__child_rlimits(l);
+		sb__child_seccomp(l);
+	}
 	if (l->entry) {
 		/* Zygote: a forked copy of the zygote, so libc is ours to use. EOF on the report
 		 * pipe tells the spawner we are running. */
@@ -183,7 +291,7 @@ static struct sb_ctx *ctx_new(void)
 
 /* The pidfd of this process, for the child's check that its parent is alive. Kept: it is
  * close-on-exec, and reopened after a fork. */
-static int self_pidfd(void)
+int sb__self_pidfd(void)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static int fd = -1;
@@ -204,16 +312,18 @@ static int send_go(int fd)
 }
 
 int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, struct sb_cgroup *cg,
-	      struct sb_ctx **ctx_out, struct fl_err *err)
+	      struct sb_ctx **ctx_out, int *job_fd, struct fl_err *err)
 {
 	*pid_out = -1;
 	*pidfd_out = -1;
 	*ctx_out = NULL;
+	if (job_fd)
+		*job_fd = -1;
 	sb__cgroup_init(cg);
 	const struct sb_host *host = req->host;
 	if (req->n_fds < 0 || req->n_fds > SB_MAX_FDS)
 		return fl_err_set(err, FL_EINVAL, "a sandbox takes at most %d fds", SB_MAX_FDS);
-	if (!req->argv || !req->argv[0] || (!req->entry && req->argv[0][0] != '/'))
+	if (!req->pending && (!req->argv || !req->argv[0] || (!req->entry && req->argv[0][0] != '/')))
 		return fl_err_set(err, FL_EINVAL, "the sandbox payload must be an absolute path");
 	if (req->limits.memory_bytes > 0 && !host->cgroup)
 		return fl_err_set(err, FL_EUNSUPPORTED,
@@ -263,6 +373,8 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 	l->entry = req->entry;
 	l->entry_arg = req->entry_arg;
 	l->wait_cgroup = host->cgroup != 0;
+	l->pending = req->pending;
+	l->job = &ctx->job;
 
 	int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
 	int saved_netns = -1;
@@ -293,9 +405,10 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 		}
 	}
 
-	/* A socket, not a pipe: writing to a child that died must not SIGPIPE the worker. */
+	/* A socket, not a pipe: writing to a child that died must not SIGPIPE the worker. Packets:
+	 * a pre-started sandbox's job arrives on it as one message. */
 	int go[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go)) {
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, go)) {
 		rc = fl_err_set(err, -errno, "sandbox step 'spawn' failed: socketpair: %s", strerror(errno));
 		goto restore;
 	}
@@ -348,7 +461,10 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 		sb__cgroup_destroy(cg);
 	}
-	close(go[1]);
+	if (!rc && req->pending && job_fd)
+		*job_fd = go[1];
+	else
+		close(go[1]);
 restore:
 	if (saved_netns >= 0) {
 		if (setns(saved_netns, CLONE_NEWNET))
@@ -382,6 +498,8 @@ int sb__read_report(int fd, struct fl_err *err)
 		return 0;
 	if (got < sizeof r)
 		return fl_err_set(err, FL_EPROTO, "sandbox step 'spawn' failed: truncated report from the child");
+	if (r.step == SB_STEP_READY)
+		return SB__READY;
 	r.detail[sizeof r.detail - 1] = '\0';
 	int code = r.err > 0 && r.err < 4096 ? -r.err : FL_EIO;
 	if (r.detail[0])
@@ -482,14 +600,14 @@ int sb_spawn(const struct sb_opts *opts, char *const argv[], const int *fds, int
 		.fds = fds,
 		.n_fds = n_fds,
 		.err_fd = report[1],
-		.parent_pidfd = self_pidfd(),
+		.parent_pidfd = sb__self_pidfd(),
 		.cgroup_owner = getpid(),
 	};
 	pid_t pid;
 	int pidfd;
 	struct sb_cgroup cg;
 	struct sb_ctx *ctx;
-	rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, err);
+	rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, NULL, err);
 	close(report[1]);
 	if (rc && rc != SB__GONE) {
 		close(report[0]);

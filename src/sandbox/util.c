@@ -16,6 +16,7 @@ static const char *const step_names[] = {
 	[SB_STEP_FDS] = "fds",
 	[SB_STEP_RLIMITS] = "rlimits",
 	[SB_STEP_SECCOMP] = "seccomp",
+	[SB_STEP_JOB] = "job",
 	[SB_STEP_EXEC] = "exec",
 	[SB_STEP_SPAWN] = "spawn",
 };

@@ -44,6 +44,7 @@ struct zy_spawn {
 	uint32_t uid, gid;
 	int32_t n_fds;
 	int32_t has_netns;
+	int32_t pending; /* pre-start: no argv and no fds yet; the reply carries the job socket */
 	uint32_t n_argv, n_envp;
 	uint32_t has_cwd, has_hostname;
 	/* then argv, envp, cwd, hostname as NUL-terminated strings */
@@ -52,6 +53,7 @@ struct zy_spawn {
 struct zy_reply {
 	int32_t rc;
 	int32_t pid;
+	int32_t has_entry; /* init reply: the zygote runs an entry function, not execve */
 	char msg[512];
 	/* The sandbox's cgroup, which the zygote made and the worker now owns. */
 	int32_t cgroup_version;
@@ -62,6 +64,7 @@ struct zy_reply {
 struct sb_zygote {
 	pid_t pid;
 	int sock;
+	int entry;
 	const struct sb_host *host;
 	struct sb_root *root;
 };
@@ -127,19 +130,21 @@ static ssize_t recv_msg(int sock, void *data, size_t size, int *fds, int max_fds
 static char zy_buf[ZY_MSG_MAX];
 
 static void zy_reply(int sock, int rc, pid_t pid, const char *msg, int pidfd,
-		     const struct sb_cgroup *cg)
+		     const struct sb_cgroup *cg, int job_fd, int has_entry)
 {
 	struct zy_reply r;
 	memset(&r, 0, sizeof r);
 	r.rc = rc;
 	r.pid = pid;
+	r.has_entry = has_entry;
 	snprintf(r.msg, sizeof r.msg, "%s", msg ? msg : "");
 	if (cg && cg->path) {
 		r.cgroup_version = cg->version;
 		r.cgroup_oom_kills_before = cg->oom_kills_before;
 		snprintf(r.cgroup_path, sizeof r.cgroup_path, "%s", cg->path);
 	}
-	send_msg(sock, &r, sizeof r, &pidfd, pidfd >= 0 ? 1 : 0);
+	int fds[2] = { pidfd, job_fd };
+	send_msg(sock, &r, sizeof r, fds, pidfd < 0 ? 0 : job_fd < 0 ? 1 : 2);
 }
 
 /* Splits n NUL-terminated strings starting at *p (bounded by end) into out. */
@@ -167,12 +172,12 @@ static void zy_spawn(int sock, const struct sb_host *host, const struct sb_plan 
 	memcpy(&h, zy_buf, sizeof h);
 	int want = h.n_fds + 1 + !!h.has_netns;
 	char *p = zy_buf + sizeof h, *end = zy_buf + len;
-	if (h.n_fds < 0 || h.n_fds > 64 || n_fds != want || h.n_argv == 0 ||
+	if (h.n_fds < 0 || h.n_fds > 64 || n_fds != want || (h.n_argv == 0) != !!h.pending ||
 	    h.n_argv > ZY_MAX_STRINGS || h.n_envp > ZY_MAX_STRINGS ||
 	    take_strings(&p, end, argv, h.n_argv) || take_strings(&p, end, envp, h.n_envp) ||
 	    (h.has_cwd && take_strings(&p, end, one, 1)) || ((cwd = h.has_cwd ? one[0] : NULL), 0) ||
 	    (h.has_hostname && take_strings(&p, end, one, 1))) {
-		zy_reply(sock, FL_EPROTO, 0, "malformed spawn request", -1, NULL);
+		zy_reply(sock, FL_EPROTO, 0, "malformed spawn request", -1, NULL, -1, 0);
 		return;
 	}
 	hostname = h.has_hostname ? one[0] : NULL;
@@ -195,6 +200,7 @@ static void zy_spawn(int sock, const struct sb_host *host, const struct sb_plan 
 		.n_fds = h.n_fds,
 		.err_fd = fds[h.n_fds],
 		.clone_parent = 1,
+		.pending = h.pending,
 		.parent_pidfd = parent_pidfd,
 		.cgroup_owner = getppid(),
 		.entry = entry,
@@ -204,12 +210,16 @@ static void zy_spawn(int sock, const struct sb_host *host, const struct sb_plan 
 	int pidfd;
 	struct sb_cgroup cg;
 	struct sb_ctx *ctx;
-	int rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, &err);
+	int job_fd = -1;
+	int rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, &job_fd, &err);
 	sb__ctx_free(ctx);
-	zy_reply(sock, rc, pid > 0 ? pid : 0, rc && rc != SB__GONE ? err.msg : NULL, pidfd, &cg);
+	zy_reply(sock, rc, pid > 0 ? pid : 0, rc && rc != SB__GONE ? err.msg : NULL, pidfd, &cg,
+		 job_fd, 0);
 	sb__cgroup_forget(&cg);
 	if (pidfd >= 0)
 		close(pidfd);
+	if (job_fd >= 0)
+		close(job_fd);
 }
 
 int sb_zygote_serve(int sock, sb_zygote_entry_fn entry, void *arg)
@@ -242,7 +252,7 @@ int sb_zygote_serve(int sock, sb_zygote_entry_fn entry, void *arg)
 	const struct sb_plan *plan = NULL;
 	if (!rc)
 		rc = sb__root_plan(root, &plan, &err);
-	zy_reply(sock, rc, getpid(), rc ? err.msg : NULL, -1, NULL);
+	zy_reply(sock, rc, getpid(), rc ? err.msg : NULL, -1, NULL, -1, entry != NULL);
 	if (rc)
 		return rc;
 	for (;;) {
@@ -251,7 +261,7 @@ int sb_zygote_serve(int sock, sb_zygote_entry_fn entry, void *arg)
 			break;
 		if (len < 0) {
 			if (len == -EMSGSIZE) {
-				zy_reply(sock, FL_ELIMIT, 0, "spawn request too large", -1, NULL);
+				zy_reply(sock, FL_ELIMIT, 0, "spawn request too large", -1, NULL, -1, 0);
 				continue;
 			}
 			break;
@@ -261,7 +271,7 @@ int sb_zygote_serve(int sock, sb_zygote_entry_fn entry, void *arg)
 		if (type == ZY_SPAWN && len >= (ssize_t)sizeof(struct zy_spawn))
 			zy_spawn(sock, &host, plan, len, fds, n_fds, parent_pidfd, entry, arg);
 		else
-			zy_reply(sock, FL_EPROTO, 0, "unknown request", -1, NULL);
+			zy_reply(sock, FL_EPROTO, 0, "unknown request", -1, NULL, -1, 0);
 		for (int i = 0; i < n_fds; i++)
 			close(fds[i]);
 		/* The next sandbox starts as a copy of this process: leave nothing of this job's
@@ -346,6 +356,8 @@ int sb_zygote_new(char *const argv[], const struct sb_host *host, struct sb_root
 					n < 0 ? strerror((int)-n) : "it closed its socket");
 		else if (reply.rc)
 			rc = fl_err_set(err, reply.rc, "zygote: setup failed: %s", reply.msg);
+		else
+			z->entry = reply.has_entry;
 	}
 	if (rc) {
 		sb_zygote_free(z);
@@ -387,20 +399,16 @@ static int put_str(char *msg, size_t *len, const char *s)
 	return 0;
 }
 
-int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const argv[],
-		    const int *fds, int n_fds, struct sb_child *child, struct fl_err *err)
+/* Sends one spawn (or pre-start) request and reads the reply: the pidfd, the job socket of a
+ * pre-started sandbox, and the cgroup the zygote made, which is ours from then on. */
+static int zy_request(struct sb_zygote *z, const struct sb_opts *opts, char *const argv[],
+		      const int *fds, int n_fds, int pending, int report_w, pid_t *pid, int *pidfd,
+		      int *job_fd, int *gone, struct sb_cgroup *cg, struct fl_err *err)
 {
-	if (opts->host != z->host || opts->root != z->root)
-		return fl_err_set(err, FL_EINVAL, "zygote: the options must use the zygote's host and root");
-	if (!opts->host->sandbox)
-		return fl_err_set(err, FL_EUNSUPPORTED, "sandbox unavailable on this host: %s",
-				  opts->host->sandbox_why);
-	if (n_fds < 0 || n_fds > 64 || !argv || !argv[0])
-		return fl_err_set(err, FL_EINVAL, "zygote: bad spawn arguments");
-	int rc;
-	int report[2];
-	if (pipe2(report, O_CLOEXEC))
-		return fl_err_set(err, -errno, "sandbox step 'spawn' failed: pipe: %s", strerror(errno));
+	*pidfd = -1;
+	*job_fd = -1;
+	*gone = 0;
+	sb__cgroup_init(cg);
 	static __thread char msg[ZY_MSG_MAX];
 	struct zy_spawn h;
 	memset(&h, 0, sizeof h);
@@ -410,14 +418,15 @@ int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const
 	h.uid = opts->uid;
 	h.gid = opts->gid;
 	h.n_fds = n_fds;
+	h.pending = pending;
 	h.has_netns = (opts->flags & SB_NET) && opts->netns_fd >= 0;
 	h.has_cwd = opts->cwd != NULL;
 	h.has_hostname = opts->hostname != NULL;
 	size_t len = sizeof h;
 	int bad = 0;
-	for (; argv[h.n_argv]; h.n_argv++)
+	for (; argv && argv[h.n_argv]; h.n_argv++)
 		bad |= put_str(msg, &len, argv[h.n_argv]);
-	for (; opts->envp && opts->envp[h.n_envp]; h.n_envp++)
+	for (; !pending && opts->envp && opts->envp[h.n_envp]; h.n_envp++)
 		bad |= put_str(msg, &len, opts->envp[h.n_envp]);
 	if (opts->cwd)
 		bad |= put_str(msg, &len, opts->cwd);
@@ -427,41 +436,70 @@ int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const
 	int all[ZY_MAX_FDS], k = 0;
 	for (int i = 0; i < n_fds; i++)
 		all[k++] = fds[i];
-	all[k++] = report[1];
+	all[k++] = report_w;
 	if (h.has_netns)
 		all[k++] = opts->netns_fd;
+	int rc = 0;
 	if (bad)
 		rc = fl_err_set(err, FL_ELIMIT, "zygote: argv and environment exceed %d bytes", ZY_MSG_MAX);
 	else if ((rc = send_msg(z->sock, msg, len, all, k)))
 		fl_err_set(err, rc, "zygote: cannot send the spawn request: %s", fl_strerror(rc));
 	explicit_bzero(msg, len);
-	close(report[1]);
+	if (rc)
+		return rc;
 	struct zy_reply reply;
-	int pidfd = -1, n_reply_ok = 0, gone = 0;
-	if (!rc) {
-		int rfds[1], n_rfds = 0;
-		ssize_t n = recv_msg(z->sock, &reply, sizeof reply, rfds, 1, &n_rfds);
-		if (n_rfds)
-			pidfd = rfds[0];
-		n_reply_ok = n == (ssize_t)sizeof reply;
-		if (n != (ssize_t)sizeof reply)
-			rc = fl_err_set(err, n < 0 ? (int)n : FL_EIO, "zygote: no reply to a spawn request (it died?)");
-		else if (reply.rc == SB__GONE)
-			gone = 1;
-		else if (reply.rc)
-			rc = fl_err_set(err, reply.rc, "%s", reply.msg);
-		if (!rc && pidfd < 0)
-			rc = fl_err_set(err, FL_EPROTO, "zygote: no pidfd in the reply");
-	}
-	/* From here the cgroup is ours to read and remove. */
-	struct sb_cgroup cg;
-	sb__cgroup_init(&cg);
-	if (n_reply_ok && reply.cgroup_path[0]) {
+	int rfds[2], n_rfds = 0;
+	ssize_t n = recv_msg(z->sock, &reply, sizeof reply, rfds, 2, &n_rfds);
+	if (n_rfds > 0)
+		*pidfd = rfds[0];
+	if (n_rfds > 1)
+		*job_fd = rfds[1];
+	if (n != (ssize_t)sizeof reply)
+		return fl_err_set(err, n < 0 ? (int)n : FL_EIO, "zygote: no reply to a spawn request (it died?)");
+	*pid = reply.pid;
+	if (reply.cgroup_path[0]) {
 		reply.cgroup_path[sizeof reply.cgroup_path - 1] = '\0';
-		cg.version = reply.cgroup_version;
-		cg.path = fl_strdup(reply.cgroup_path);
-		cg.oom_kills_before = reply.cgroup_oom_kills_before;
+		cg->version = reply.cgroup_version;
+		cg->path = fl_strdup(reply.cgroup_path);
+		cg->oom_kills_before = reply.cgroup_oom_kills_before;
 	}
+	if (reply.rc == SB__GONE)
+		*gone = 1;
+	else if (reply.rc)
+		rc = fl_err_set(err, reply.rc, "%s", reply.msg);
+	if (!rc && (*pidfd < 0 || (pending && !*gone && *job_fd < 0)))
+		rc = fl_err_set(err, FL_EPROTO, "zygote: fds missing from its reply");
+	return rc;
+}
+
+static int zy_check(struct sb_zygote *z, const struct sb_opts *opts, struct fl_err *err)
+{
+	if (opts->host != z->host || opts->root != z->root)
+		return fl_err_set(err, FL_EINVAL, "zygote: the options must use the zygote's host and root");
+	if (!opts->host->sandbox)
+		return fl_err_set(err, FL_EUNSUPPORTED, "sandbox unavailable on this host: %s",
+				  opts->host->sandbox_why);
+	return 0;
+}
+
+int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const argv[],
+		    const int *fds, int n_fds, struct sb_child *child, struct fl_err *err)
+{
+	int rc = zy_check(z, opts, err);
+	if (rc)
+		return rc;
+	if (n_fds < 0 || n_fds > 64 || !argv || !argv[0])
+		return fl_err_set(err, FL_EINVAL, "zygote: bad spawn arguments");
+	int report[2];
+	if (pipe2(report, O_CLOEXEC))
+		return fl_err_set(err, -errno, "sandbox step 'spawn' failed: pipe: %s", strerror(errno));
+	pid_t pid = 0;
+	int pidfd, job_fd, gone;
+	struct sb_cgroup cg;
+	rc = zy_request(z, opts, argv, fds, n_fds, 0, report[1], &pid, &pidfd, &job_fd, &gone, &cg, err);
+	close(report[1]);
+	if (job_fd >= 0)
+		close(job_fd);
 	if (rc) {
 		close(report[0]);
 		if (pidfd >= 0)
@@ -469,5 +507,32 @@ int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const
 		sb__cgroup_destroy(&cg);
 		return rc;
 	}
-	return sb__spawn_finish(opts, &cg, NULL, reply.pid, pidfd, report[0], gone, child, err);
+	return sb__spawn_finish(opts, &cg, NULL, pid, pidfd, report[0], gone, child, err);
+}
+
+int sb_zygote_prestart(struct sb_zygote *z, const struct sb_opts *opts, struct sb_pending **out,
+		       struct fl_err *err)
+{
+	*out = NULL;
+	int rc = zy_check(z, opts, err);
+	if (rc)
+		return rc;
+	int report[2];
+	if (pipe2(report, O_CLOEXEC))
+		return fl_err_set(err, -errno, "sandbox step 'spawn' failed: pipe: %s", strerror(errno));
+	pid_t pid = 0;
+	int pidfd, job_fd, gone;
+	struct sb_cgroup cg;
+	rc = zy_request(z, opts, NULL, NULL, 0, 1, report[1], &pid, &pidfd, &job_fd, &gone, &cg, err);
+	close(report[1]);
+	if (rc) {
+		close(report[0]);
+		if (job_fd >= 0)
+			close(job_fd);
+		if (pidfd >= 0)
+			sb__reap(pidfd);
+		sb__cgroup_destroy(&cg);
+		return rc;
+	}
+	return sb__pending_finish(opts, &cg, NULL, pid, pidfd, report[0], job_fd, gone, z->entry, out, err);
 }

@@ -35,6 +35,11 @@ int sb_zygote_new(char *const argv[], const struct sb_host *host, struct sb_root
 int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const argv[],
 		    const int *fds, int n_fds, struct sb_child *child, struct fl_err *err);
 
+/* Like sb_prestart, through the zygote: a sandbox forked from the zygote, set up and waiting;
+ * sb_pending_run then passes argv to the entry function (or execs it without one). */
+int sb_zygote_prestart(struct sb_zygote *z, const struct sb_opts *opts, struct sb_pending **out,
+		       struct fl_err *err);
+
 /* Pid of the zygote process (for tests). */
 pid_t sb_zygote_pid(const struct sb_zygote *z);
 

@@ -154,11 +154,18 @@ def test_probe_modes(tmp, listener, host_addr):
         ("SANDBOX_PROCESS via zygote entry", ["--zygote-entry", ZYGOTE, "--exec", ZYGOTE], "sb_escape", probe),
         ("SANDBOX_CODE_AND_PROCESS via zygote entry", ["--zygote-entry", ZYGOTE, "--exec", ZYGOTE,
                                                       "--code-filter", "--net"], "sb_escape", probe),
+        ("SANDBOX_PROCESS pre-started", ["--prestart"], ESCAPE, probe),
+        ("SANDBOX_PROCESS pre-started via zygote entry", ["--prestart", "--zygote-entry", ZYGOTE,
+                                                         "--exec", ZYGOTE, "--net", "--deny-inet"],
+         "sb_escape", probe),
     ]
     for mode, args, payload, pargs in modes:
         lines, result, p = sb_run(args, [payload] + pargs, env=env)
         assert_probe(mode, lines, result)
         check(secret_value not in p.stdout, "%s: the secret's value reached the sandbox" % mode)
+        if "--prestart" in args:
+            check(result and result.get("pendingHeldFd") is False,
+                  "%s: the waiting sandbox kept one of the worker's fds open" % mode)
         names = {a["attempt"] for a in lines}
         check("read a path outside the sandbox" in names, "%s: the config dir was probed" % mode)
 
@@ -305,6 +312,24 @@ def test_orphans(tmp):
         check(not alive(sandbox_pid), "orphans %s: the sandbox outlived its worker" % via)
         if zygote_pid:
             check(not alive(zygote_pid), "orphans %s: the zygote outlived its worker" % via)
+    # A pre-started sandbox that never got its job dies with its worker too.
+    for via in ([], ["--zygote-entry", ZYGOTE, "--exec", ZYGOTE]):
+        pid_file = os.path.join(tmp, "pending-%d" % len(via))
+        payload = [ESCAPE if not via else "sb_escape", "true"]
+        worker = subprocess.Popen([SB_RUN, "--prestart", "--hold-pending", "60", "--pid-file", pid_file] + via +
+                                  ["--"] + payload, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(pid_file) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with open(pid_file) as f:
+            pending_pid = int(f.read().split()[0])
+        check(alive(pending_pid), "orphans pre-started %s: the sandbox waits" % via)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        deadline = time.monotonic() + 5
+        while alive(pending_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        check(not alive(pending_pid), "orphans pre-started %s: the waiting sandbox outlived its worker" % via)
     # The killed workers' cgroups are swept by the next probe.
     probe = json.loads(subprocess.run([SB_RUN, "--probe"], stdout=subprocess.PIPE, text=True).stdout)
     if probe["cgroup"]:
@@ -320,6 +345,9 @@ def test_leaks():
     lines, result, _ = sb_run(["--repeat", "200", "--quiet", "--zygote", ZYGOTE, "--netns-reuse"], [ESCAPE, "true"], timeout=600)
     check(result and result["fdsLeaked"] == 0 and result["cgroupsLeaked"] == 0 and result["mountsLeaked"] == 0,
           "200 zygote runs leave nothing (%s)" % result)
+    lines, result, _ = sb_run(["--repeat", "200", "--quiet", "--prestart"], [ESCAPE, "true"], timeout=600)
+    check(result and result["fdsLeaked"] == 0 and result["cgroupsLeaked"] == 0 and result["mountsLeaked"] == 0,
+          "200 pre-started runs leave nothing (%s)" % result)
     out = subprocess.run(["ps", "-eo", "args"], stdout=subprocess.PIPE, text=True).stdout
     check(ESCAPE + " true" not in out, "no sandbox process is left")
 
@@ -339,10 +367,11 @@ def test_step_errors(tmp):
     err = (result or {}).get("error", {})
     check(not result["ok"] and "sandbox step 'exec' failed" in err.get("message", "") and err.get("code") == -2,
           "a failing exec is reported with its name and ENOENT (%s)" % err)
-    lines, result, _ = sb_run(["--zygote", ZYGOTE, "--files", str(1 << 30)], [ESCAPE, "true"])
-    err = (result or {}).get("error", {})
-    check(not result["ok"] and "sandbox step 'rlimits' failed" in err.get("message", ""),
-          "a zygote's failing step is reported the same way (%s)" % err)
+    for via in (["--zygote", ZYGOTE], ["--prestart"], ["--prestart", "--zygote", ZYGOTE]):
+        lines, result, _ = sb_run(via + ["--files", str(1 << 30)], [ESCAPE, "true"])
+        err = (result or {}).get("error", {})
+        check(not result["ok"] and "sandbox step 'rlimits' failed" in err.get("message", ""),
+              "%s: a failing step is reported the same way (%s)" % (via, err))
 
 
 def test_refusal():

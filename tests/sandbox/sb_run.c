@@ -16,6 +16,10 @@
  *   --zygote HELPER        spawn through a zygote running HELPER (exec mode)
  *   --zygote-entry HELPER  same, with HELPER's in-process entry (no exec)
  *   --code-filter          SB_CODE_FILTER (zygote entry mode)
+ *   --prestart             pre-start each sandbox (sb_prestart), then hand it the job; the
+ *                          result tells whether the waiting sandbox held one of our fds
+ *   --hold-pending S       with --prestart: write the waiting sandbox's pid to --pid-file and
+ *                          wait S seconds before handing it the job
  *   --repeat N             run N sandboxes one after the other; report leaks
  *   --pid-file F           write "SANDBOX_PID ZYGOTE_PID" to F once the sandbox runs
  *   --unlink-before-spawn F  remove F after the root is built (a bind source that vanishes)
@@ -84,6 +88,7 @@ int main(int argc, char **argv)
 	int n_binds = 0, n_execs = 0, n_envs = 0;
 	const char *zygote = NULL, *pid_file = NULL, *unlink_path = NULL;
 	int entry = 0, netns_reuse = 0, repeat = 1, timeout_ms = -1, quiet = 0, probe = 0;
+	int prestart = 0, held_fd = 0, hold_pending = 0;
 	const char *check = NULL, *check_net = NULL;
 	struct sb_limits lim;
 	unsigned flags = 0;
@@ -107,6 +112,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--netns-reuse")) { flags |= SB_NET; netns_reuse = 1; }
 		else if (!strcmp(a, "--deny-inet")) flags |= SB_DENY_INET;
 		else if (!strcmp(a, "--code-filter")) flags |= SB_CODE_FILTER;
+		else if (!strcmp(a, "--prestart")) prestart = 1;
+		else if (!strcmp(a, "--hold-pending") && v) { hold_pending = atoi(v); i++; }
 		else if (!strcmp(a, "--memory") && v) { lim.memory_bytes = atoll(v); i++; }
 		else if (!strcmp(a, "--tmp") && v) { lim.tmp_bytes = atoll(v); i++; }
 		else if (!strcmp(a, "--fsize") && v) { lim.file_size_bytes = atoll(v); i++; }
@@ -192,8 +199,31 @@ int main(int argc, char **argv)
 	for (int r = 0; r < repeat; r++) {
 		struct sb_child child;
 		int64_t t0 = fl_mono_us();
-		int rc = z ? sb_zygote_spawn(z, &opts, payload, fds, 3, &child, &err)
-			   : sb_spawn(&opts, payload, fds, 3, &child, &err);
+		int rc;
+		if (prestart) {
+			/* A pipe of ours that the waiting sandbox must not keep open. */
+			int canary[2];
+			if (pipe2(canary, O_CLOEXEC))
+				return 1;
+			struct sb_pending *pending;
+			rc = z ? sb_zygote_prestart(z, &opts, &pending, &err) : sb_prestart(&opts, &pending, &err);
+			if (rc)
+				return die("prestart", &err);
+			close(canary[1]);
+			char c;
+			held_fd |= read(canary[0], &c, 1) != 0;
+			close(canary[0]);
+			if (hold_pending && pid_file) {
+				FILE *f = fopen(pid_file, "we");
+				fprintf(f, "%d %d\n", (int)sb_pending_pid(pending), z ? (int)sb_zygote_pid(z) : 0);
+				fclose(f);
+				sleep((unsigned)hold_pending);
+			}
+			rc = sb_pending_run(pending, payload, opts.envp, fds, 3, &child, &err);
+		} else {
+			rc = z ? sb_zygote_spawn(z, &opts, payload, fds, 3, &child, &err)
+			       : sb_spawn(&opts, payload, fds, 3, &child, &err);
+		}
 		spawn_us_total += fl_mono_us() - t0;
 		if (rc)
 			return die("spawn", &err);
@@ -230,6 +260,8 @@ int main(int argc, char **argv)
 			      "cpuLimit", ex.cpu_limit, "peakMemory", (json_int_t)ex.peak_memory_bytes,
 			      "cpuUs", (json_int_t)ex.cpu_us, "timedOut", timed_out, "spawnUs",
 			      (json_int_t)(spawn_us_total / repeat));
+	if (prestart)
+		json_object_set_new(o, "pendingHeldFd", json_boolean(held_fd));
 	if (repeat > 1) {
 		json_object_set_new(o, "fdsLeaked", json_integer(count_dir("/proc/self/fd") - fds_before));
 		json_object_set_new(o, "cgroupsLeaked",
