@@ -35,12 +35,13 @@ static const char op[] =
 	"\"input\":{\"n\":1},\"sourceCode\":{\"code\":\"export const code = async (inputs) => inputs.n + 1;\","
 	"\"packageJson\":\"{}\"}}}}}}\n";
 
-enum { C_PLAIN, C_SB, C_ZYGOTE, C_PRE_ZYGOTE, C_N };
+enum { C_PLAIN, C_SB, C_ZYGOTE, C_PRE_ZYGOTE, C_PRE_CODE, C_N };
 static const char *const names[C_N] = {
 	[C_PLAIN] = "UNSANDBOXED (exec flowd engine)",
 	[C_SB] = "SANDBOX_PROCESS (sb_spawn, exec)",
 	[C_ZYGOTE] = "SANDBOX_PROCESS (zygote fork)",
 	[C_PRE_ZYGOTE] = "SANDBOX_PROCESS (zygote, pre-started)",
+	[C_PRE_CODE] = "SANDBOX_CODE_AND_PROCESS (same)",
 };
 
 struct engine {
@@ -184,7 +185,7 @@ int main(int argc, char **argv)
 	sb_host_probe(&host, 0, &err);
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	struct sb_root *root = sb_root_new();
-	struct sb_opts opts;
+	struct sb_opts opts, opts_code;
 	struct sb_zygote *z = NULL;
 	int sandbox = host.sandbox;
 	if (sandbox) {
@@ -196,6 +197,8 @@ int main(int argc, char **argv)
 		opts.envp = engine_env;
 		if (!host.cgroup)
 			opts.limits.memory_bytes = 0;
+		opts_code = opts;
+		opts_code.flags |= SB_CODE_FILTER;
 		char *zargv[] = { flowd, "engine", "--zygote", NULL };
 		if (sb_zygote_new(zargv, &host, root, &z, &err)) {
 			fprintf(stderr, "bench_engine_start: %s\n", err.msg);
@@ -217,7 +220,8 @@ int main(int argc, char **argv)
 			struct engine e;
 			struct sb_pending *pending = NULL;
 			/* The pool's sandbox is made before the job arrives, off the clock. */
-			if (c == C_PRE_ZYGOTE && sb_zygote_prestart(z, &opts, &pending, &err)) {
+			if (c >= C_PRE_ZYGOTE &&
+			    sb_zygote_prestart(z, c == C_PRE_CODE ? &opts_code : &opts, &pending, &err)) {
 				fprintf(stderr, "bench_engine_start: %s\n", err.msg);
 				return 1;
 			}
@@ -266,7 +270,8 @@ int main(int argc, char **argv)
 			struct engine e;
 			int64_t ru, fu;
 			struct sb_pending *pending = NULL;
-			if (c == C_PRE_ZYGOTE && sb_zygote_prestart(z, &opts, &pending, &err))
+			if (c >= C_PRE_ZYGOTE &&
+			    sb_zygote_prestart(z, c == C_PRE_CODE ? &opts_code : &opts, &pending, &err))
 				return 1;
 			if (start(c, flowd, &opts, z, pending, devnull, &e) || one_run(&e, fl_mono_us(), &ru, &fu))
 				return 1;

@@ -338,7 +338,6 @@ int sb_host_probe(struct sb_host *h, unsigned flags, struct fl_err *err)
 	long v;
 	h->cap_last_cap = read_int("/proc/sys/kernel/cap_last_cap", &v) ? 40 : (int)v;
 	h->mount_setattr = !(syscall(SYS_mount_setattr, -1, "", 0, NULL, 0) < 0 && errno == ENOSYS);
-	h->clone3 = !(syscall(SYS_clone3, NULL, 0) < 0 && errno == ENOSYS);
 
 	unsigned int action = SECCOMP_RET_ERRNO;
 	const struct sock_fprog *prog;
@@ -454,7 +453,6 @@ json_t *sb_host_json(const struct sb_host *h)
 	json_object_set_new(o, "memoryPeak", json_boolean(h->memory_peak));
 	json_object_set_new(o, "oomCount", json_boolean(h->oom_count));
 	json_object_set_new(o, "mountSetattr", json_boolean(h->mount_setattr));
-	json_object_set_new(o, "clone3", json_boolean(h->clone3));
 	json_object_set_new(o, "sandbox", json_boolean(h->sandbox));
 	json_t *why = json_object();
 	if (h->userns_why[0])

@@ -17,7 +17,6 @@ struct sb_host {
 	int sandbox;       /* a whole sandbox ran here: every setup step, then a payload */
 	int seccomp;       /* seccomp filters can be loaded */
 	int mount_setattr; /* recursive read-only in one call (Linux 5.12); else per-mount remounts */
-	int clone3;        /* clone3 with CLONE_PIDFD (Linux 5.3) */
 	int cgroup;        /* 0: no usable cgroup, 1: v1 memory hierarchy, 2: v2 */
 	int cgroup_pids;   /* v2: the pids controller is enabled for sandboxes */
 	int memory_peak;   /* the cgroup records peak usage (v2 memory.peak, v1 max_usage_in_bytes) */

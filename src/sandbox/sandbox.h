@@ -26,7 +26,8 @@
  *	sb_child_wait(&child, -1, &ex);  // ex.oom_killed → MEMORY_LIMIT_EXCEEDED, ex.peak_memory_bytes
  *	sb_child_release(&child);
  *
- * A zygote (zygote.h) gives the same struct sb_child without exec'ing the engine. */
+ * sb_prestart does the set-up ahead of the job (keep one per slot), and a zygote (zygote.h)
+ * gives the same struct sb_child without exec'ing the engine. */
 #ifndef SB_SANDBOX_H
 #define SB_SANDBOX_H
 

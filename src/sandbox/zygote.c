@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -62,6 +63,7 @@ struct zy_reply {
 };
 
 struct sb_zygote {
+	pthread_mutex_t lock; /* one request at a time on the socket */
 	pid_t pid;
 	int sock;
 	int entry;
@@ -313,6 +315,7 @@ int sb_zygote_new(char *const argv[], const struct sb_host *host, struct sb_root
 		return fl_err_set(err, -rc, "zygote: cannot run '%s': %s", argv[0], strerror(rc));
 	}
 	struct sb_zygote *z = fl_calloc(1, sizeof *z);
+	pthread_mutex_init(&z->lock, NULL);
 	z->pid = pid;
 	z->sock = sv[0];
 	z->host = host;
@@ -386,6 +389,7 @@ void sb_zygote_free(struct sb_zygote *z)
 	kill(z->pid, SIGKILL);
 	while (waitpid(z->pid, NULL, 0) < 0 && errno == EINTR)
 		;
+	pthread_mutex_destroy(&z->lock);
 	fl_free(z);
 }
 
@@ -439,17 +443,21 @@ static int zy_request(struct sb_zygote *z, const struct sb_opts *opts, char *con
 	all[k++] = report_w;
 	if (h.has_netns)
 		all[k++] = opts->netns_fd;
-	int rc = 0;
-	if (bad)
-		rc = fl_err_set(err, FL_ELIMIT, "zygote: argv and environment exceed %d bytes", ZY_MSG_MAX);
-	else if ((rc = send_msg(z->sock, msg, len, all, k)))
-		fl_err_set(err, rc, "zygote: cannot send the spawn request: %s", fl_strerror(rc));
+	if (bad) {
+		explicit_bzero(msg, len);
+		return fl_err_set(err, FL_ELIMIT, "zygote: argv and environment exceed %d bytes", ZY_MSG_MAX);
+	}
+	pthread_mutex_lock(&z->lock);
+	int rc = send_msg(z->sock, msg, len, all, k);
 	explicit_bzero(msg, len);
-	if (rc)
-		return rc;
 	struct zy_reply reply;
 	int rfds[2], n_rfds = 0;
-	ssize_t n = recv_msg(z->sock, &reply, sizeof reply, rfds, 2, &n_rfds);
+	ssize_t n = 0;
+	if (!rc)
+		n = recv_msg(z->sock, &reply, sizeof reply, rfds, 2, &n_rfds);
+	pthread_mutex_unlock(&z->lock);
+	if (rc)
+		return fl_err_set(err, rc, "zygote: cannot send the spawn request: %s", fl_strerror(rc));
 	if (n_rfds > 0)
 		*pidfd = rfds[0];
 	if (n_rfds > 1)

@@ -30,8 +30,10 @@ int sb_zygote_new(char *const argv[], const struct sb_host *host, struct sb_root
 		  struct sb_zygote **out, struct fl_err *err);
 
 /* Like sb_spawn, through the zygote (opts->host and opts->root must be the zygote's). With an
- * entry function in the zygote, argv is passed to it; without one, argv[0] is exec'd. Not
- * thread-safe: one spawn at a time per zygote. */
+ * entry function in the zygote, argv is passed to it; without one, argv[0] is exec'd. Several
+ * threads may share a zygote; their requests are served one after the other. The sandbox is a
+ * child of the worker process, of the thread that created the zygote: it dies when that thread
+ * exits (PR_SET_PDEATHSIG), and any thread of the worker may wait for it. */
 int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const argv[],
 		    const int *fds, int n_fds, struct sb_child *child, struct fl_err *err);
 
