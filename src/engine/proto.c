@@ -10,6 +10,7 @@
 #include "core/time.h"
 #include "engine/engine.h"
 #include "engine/flow.h"
+#include "net/policy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -202,7 +203,7 @@ static int64_t limit_of(const json_t *limits, const char *key)
 
 /* Runs one operation. The engine is (re)created when the JS time limit changes. */
 static void serve_run(struct pipe_host *h, struct eng_engine **engine, int64_t *engine_js_ms,
-		      const json_t *op)
+		      const struct net_policy *policy, const json_t *op)
 {
 	const char *run_id = json_string_value(json_object_get(op, "runId"));
 	h->run_id = run_id ? run_id : "";
@@ -212,7 +213,7 @@ static void serve_run(struct pipe_host *h, struct eng_engine **engine, int64_t *
 	int64_t js_ms = limit_of(limits, "jsTimeMs");
 	if (!*engine || js_ms != *engine_js_ms) {
 		eng_engine_free(*engine);
-		struct eng_engine_opts eo = { .js_time_limit_ms = js_ms };
+		struct eng_engine_opts eo = { .js_time_limit_ms = js_ms, .policy = policy };
 		*engine = eng_engine_new(&eo);
 		*engine_js_ms = js_ms;
 	}
@@ -272,6 +273,13 @@ int eng_proto_serve(FILE *in, FILE *out)
 	/* Created at the first operation, not before: a zygote's children start no VM early. */
 	struct eng_engine *engine = NULL;
 	int64_t engine_js_ms = 0;
+	/* The network policy comes from the environment the worker (or sandbox) gave us. */
+	struct net_policy *policy = NULL;
+	struct fl_err perr;
+	if (net_policy_from_env(&policy, &perr)) {
+		fl_error("engine", "%s", perr.msg);
+		return ENG_PROTO_EXIT_BAD_INPUT;
+	}
 	emit(&h, json_pack("{s:s, s:i, s:s}", "type", "ready", "protocol", ENG_PROTO_VERSION,
 			   "version", FLOWD_VERSION));
 	while (!h.broken) {
@@ -289,11 +297,12 @@ int eng_proto_serve(FILE *in, FILE *out)
 			json_decref(m);
 			break;
 		}
-		serve_run(&h, &engine, &engine_js_ms, m);
+		serve_run(&h, &engine, &engine_js_ms, policy, m);
 		h.run_id = NULL;
 		json_decref(m);
 	}
 	eng_engine_free(engine);
+	net_policy_free(policy);
 	free(h.line);
 	if (h.bad_input)
 		return ENG_PROTO_EXIT_BAD_INPUT;

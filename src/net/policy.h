@@ -26,6 +26,11 @@ int net_policy_new(enum fl_network_mode mode, const char *allow_list, struct net
 /* The same from a loaded configuration (network_mode, ssrf_allow_list). */
 int net_policy_from_config(const struct fl_config *cfg, struct net_policy **out,
 			   struct fl_err *err);
+/* The same in an engine process, from its environment: AP_NETWORK_MODE (UNRESTRICTED when
+ * unset) and AP_SSRF_ALLOW_LIST, as the worker passes them on; and, when the sandbox set
+ * NET_EGRESS_FD_ENV (net/egress.h) to an inherited descriptor, the egress broker at that
+ * descriptor (net_policy_set_egress). A bad value is FL_ECONFIG naming the variable. */
+int net_policy_from_env(struct net_policy **out, struct fl_err *err);
 void net_policy_free(struct net_policy *policy);
 
 /* For an engine in its own network namespace: from now on the guards of this policy resolve and

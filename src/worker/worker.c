@@ -12,6 +12,7 @@
 #include "core/secret.h"
 #include "core/time.h"
 #include "core/token.h"
+#include "net/policy.h"
 #include "queue/bq.h"
 #include "worker/app_client.h"
 #include "worker/engine_proc.h"
@@ -144,10 +145,16 @@ static int ensure_engine(struct job_run *r, struct fl_err *err)
 	snprintf(level, sizeof level, "AP_LOG_LEVEL=%s",
 		 (const char *[]){ "debug", "info", "warn", "error", "fatal" }[w->cfg->log_level]);
 	snprintf(pretty, sizeof pretty, "AP_LOG_PRETTY=%s", w->cfg->log_pretty ? "true" : "false");
-	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, NULL };
+	/* The engine applies the network policy itself (net/policy.h): pass it on. */
+	char *mode = fl_asprintf("AP_NETWORK_MODE=%s", fl_network_mode_name(w->cfg->network_mode));
+	char *allow = fl_asprintf("AP_SSRF_ALLOW_LIST=%s",
+				  w->cfg->ssrf_allow_list ? w->cfg->ssrf_allow_list : "");
+	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, mode, allow, NULL };
 	pthread_mutex_lock(&s->lock);
 	int rc = wk_proc_spawn(&s->engine, argv, envp, w->cfg->sandbox_memory_limit_kb, err);
 	pthread_mutex_unlock(&s->lock);
+	fl_free(mode);
+	fl_free(allow);
 	if (rc)
 		return rc;
 	int running = atomic_fetch_add(&w->engines_running, 1) + 1;
@@ -501,6 +508,15 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 				  "AP_EXECUTION_MODE %s is not available in this build; use "
 				  "UNSANDBOXED",
 				  fl_execution_mode_name(cfg->execution_mode));
+	/* A bad AP_SSRF_ALLOW_LIST entry stops the worker at start, not its first flow. */
+	struct net_policy *policy;
+	int prc = net_policy_from_config(cfg, &policy, err);
+	if (prc)
+		return prc;
+	char *policy_line = net_policy_describe(policy);
+	fl_info("worker", "%s", policy_line);
+	fl_free(policy_line);
+	net_policy_free(policy);
 	struct wk_worker *w = fl_calloc(1, sizeof *w);
 	w->cfg = cfg;
 	w->app_url = fl_strdup(cfg->app_url);
