@@ -18,7 +18,7 @@ export FLOWD_SRC=$src
 dir=$(mktemp -d)
 sock=$dir/redis.sock
 redis-server --port 0 --unixsocket "$sock" --dir "$dir" --save '' --appendonly no \
-  --loglevel warning --daemonize no &
+  --loglevel warning --logfile "$dir/redis.log" --daemonize no &
 redis_pid=$!
 trap 'kill $redis_pid 2>/dev/null; wait $redis_pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done

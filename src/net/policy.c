@@ -44,36 +44,21 @@ int net_policy_from_config(const struct fl_config *cfg, struct net_policy **out,
 	return net_policy_new(cfg->network_mode, cfg->ssrf_allow_list, out, err);
 }
 
-int net_policy_from_env(struct net_policy **out, struct fl_err *err)
+int net_policy_egress_from_env(struct net_policy *policy, struct fl_err *err)
 {
-	*out = NULL;
-	const char *mode_text = getenv("AP_NETWORK_MODE");
-	enum fl_network_mode mode;
-	if (!mode_text || !*mode_text || !strcmp(mode_text, "UNRESTRICTED"))
-		mode = FL_NET_UNRESTRICTED;
-	else if (!strcmp(mode_text, "STRICT"))
-		mode = FL_NET_STRICT;
-	else
-		return fl_err_set(err, FL_ECONFIG,
-				  "AP_NETWORK_MODE: '%s' is not UNRESTRICTED or STRICT", mode_text);
-	const char *allow = getenv("AP_SSRF_ALLOW_LIST");
-	int rc = net_policy_new(mode, allow, out, err);
-	if (rc)
-		return rc;
 	const char *fd_text = getenv(NET_EGRESS_FD_ENV);
-	if (fd_text && *fd_text) {
-		char *end;
-		long fd = strtol(fd_text, &end, 10);
-		/* The descriptor was inherited across exec on purpose; keep it from the engine's
-		 * own children. */
-		if (*end || fd < 0 || fd > 65535 || fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0) {
-			net_policy_free(*out);
-			*out = NULL;
-			return fl_err_set(err, FL_ECONFIG, "%s: '%s' is not an open descriptor",
-					  NET_EGRESS_FD_ENV, fd_text);
-		}
-		net_policy_set_egress(*out, (int)fd);
-	}
+	if (!fd_text || !*fd_text)
+		return 0;
+	char *end;
+	long fd = strtol(fd_text, &end, 10);
+	/* The descriptor was inherited across exec on purpose; keep it from the engine's own
+	 * children. */
+	int copy = -1;
+	if (*end || fd < 0 || fd > 65535 || fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0 ||
+	    (copy = fcntl((int)fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return fl_err_set(err, FL_ECONFIG, "%s: '%s' is not an open descriptor",
+				  NET_EGRESS_FD_ENV, fd_text);
+	net_policy_set_egress(policy, copy);
 	return 0;
 }
 
