@@ -323,6 +323,16 @@ static void test_strict_blocks_before_connect(void **state)
 	fetch(p, url, 0, NULL, &r);
 	assert_string_equal(r.err.msg, "blocked address 127.0.0.1 for host '127.0.0.1' (loopback)");
 	fl_buf_release(&r.body);
+	/* The message names the host as the URL wrote it. */
+	snprintf(url, sizeof url, "http://u:p@0x7f.1:%u/x?y#z", srv1.port);
+	fetch(p, url, 0, NULL, &r);
+	assert_string_equal(r.err.msg, "blocked address 127.0.0.1 for host '0x7f.1' (loopback)");
+	fl_buf_release(&r.body);
+	snprintf(url, sizeof url, "http://[::ffff:7f00:1]:%u/", srv1.port);
+	fetch(p, url, 0, NULL, &r);
+	assert_string_equal(r.err.msg, "blocked address ::ffff:127.0.0.1 for host "
+				       "'[::ffff:7f00:1]' (IPv4-mapped loopback)");
+	fl_buf_release(&r.body);
 	assert_int_equal(reset_counts(), 0);
 	net_policy_free(p);
 }
