@@ -321,7 +321,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	int64_t timeout_ms = (int64_t)w->cfg->flow_timeout_s * 1000;
 	json_t *resume = json_object_get(ctx, "resume");
 	json_t *op = json_pack(
-		"{sssssOsOsOss sI s{sIsIsI}}", "type", "run", "runId", r->run_id, "flowId",
+		"{ssssssOsOsOss sI s{sIsIsI}}", "type", "run", "runId", r->run_id, "flowId",
 		json_string_value(json_object_get(ctx, "flowId")), "flowVersion",
 		json_object_get(ctx, "flowVersion"), "triggerOutput",
 		json_object_get(ctx, "triggerOutput"), "steps", json_object_get(ctx, "steps"),
