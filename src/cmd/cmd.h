@@ -22,6 +22,8 @@ int cmd_wants_help(int argc, char **argv);
 
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 int cmd_queue(int argc, char **argv);
 int cmd_app(int argc, char **argv);
 int cmd_flows(int argc, char **argv);

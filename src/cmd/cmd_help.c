@@ -70,7 +70,22 @@ const struct cmd cmd_table[] = {
 	  "The app is AP_APP_URL (default http://127.0.0.1:AP_PORT); the key is AP_API_KEY or the\n"
 	  "file AP_CONFIG_PATH/api-key. Exit status: 0 done, 1 the app refused or failed, 2 bad\n"
 	  "usage.\n" },
+	{ "serve", cmd_serve, "run the app and a worker together (AP_CONTAINER_TYPE)",
+	  "usage: flowd serve [--grace SECONDS]\n\n"
+	  "Runs the roles AP_CONTAINER_TYPE names (default WORKER_AND_APP: the app and a worker in\n"
+	  "one process tree). Without AP_REDIS_URL a private redis-server is started on a unix\n"
+	  "socket under AP_CONFIG_PATH and stopped on exit. On SIGTERM or SIGINT no new job is\n"
+	  "fetched, running jobs get --grace seconds (default 25) to finish, and the rest are\n"
+	  "handed back to the queue at once.\n" },
 	{ "version", cmd_version, "print the version", "usage: flowd version\n" },
+	{ "worker", cmd_worker, "run a worker alone: jobs from the queue, engines, results to the app",
+	  "usage: flowd worker [--grace SECONDS]\n\n"
+	  "Takes EXECUTE_FLOW jobs from the BullMQ queue (AP_REDIS_URL, AP_QUEUE_NAME), runs up to\n"
+	  "AP_WORKER_CONCURRENCY at once, each in an engine process, and reports to the app at\n"
+	  "AP_APP_URL with tokens signed by AP_JWT_SECRET (or the jwt-secret file under\n"
+	  "AP_CONFIG_PATH). Serves GET /v1/health and GET /metrics on AP_PORT. On SIGTERM or SIGINT\n"
+	  "no new job is fetched, running jobs get --grace seconds (default 25) to finish, and the\n"
+	  "rest are handed back to the queue at once.\n" },
 	{ 0, 0, 0, 0 },
 };
 

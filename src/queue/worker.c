@@ -69,6 +69,7 @@ struct bq_worker {
 	pthread_cond_t cv_idle;   /* stop waits here for busy slots (monotonic clock) */
 	pthread_cond_t cv_maint;  /* the maintenance thread sleeps here (monotonic clock) */
 	int idle, turns, busy;
+	int in_transit;           /* slots between a turn and busy/idle: stop waits for these */
 	int64_t next_due_ms;      /* wall ms of the next delayed job or rate-limit end, or 0 */
 	bool stopping, maint_stop, stopped, hard_stop;
 
@@ -80,6 +81,7 @@ struct bq_worker {
 	struct bq_conn maint_conn;
 
 	atomic_uint_fast64_t n_completed, n_failed, n_retried, n_lost;
+	atomic_int n_handed_back; /* jobs slots gave back themselves while stopping */
 	atomic_bool maint_connected;
 };
 
@@ -192,8 +194,18 @@ static bool wait_turn(struct bq_worker *w)
 		}
 	}
 	w->idle--;
+	if (ok)
+		w->in_transit++;
 	pthread_mutex_unlock(&w->mu);
 	return ok;
+}
+
+static void end_transit(struct bq_worker *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->in_transit--;
+	pthread_cond_broadcast(&w->cv_idle);
+	pthread_mutex_unlock(&w->mu);
 }
 
 static void give_turn(struct bq_worker *w)
@@ -501,6 +513,7 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	char *reject = load_job(w, a, f->job);
 	s->busy = true;
 	w->busy++;
+	w->in_transit--;
 	pthread_mutex_unlock(&w->mu);
 
 	struct bq_result res = { .outcome = BQ_FAILED_NO_RETRY };
@@ -578,6 +591,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 					next->owner = r;
 					next->job = r->element[1];
 					r = NULL;
+				} else if (r->elements == 2) {
+					note_empty_fetch(w, r->element[1]);
 				}
 			}
 		}
@@ -590,6 +605,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	unload_job(a);
 	s->busy = false;
 	w->busy--;
+	if (next->owner)
+		w->in_transit++;
 	pthread_cond_broadcast(&w->cv_idle);
 	pthread_mutex_unlock(&w->mu);
 }
@@ -606,10 +623,14 @@ static void *slot_main(void *arg)
 		if (!cur.owner) {
 			if (!wait_turn(w))
 				break;
-			if (!fetch(s, &cur, token))
+			if (!fetch(s, &cur, token)) {
+				end_transit(w);
 				break;
-			if (!cur.owner)
+			}
+			if (!cur.owner) {
+				end_transit(w);
 				continue;
+			}
 			give_turn(w); /* there may be more: let another idle slot look */
 		}
 		struct fetched next;
@@ -622,9 +643,13 @@ static void *slot_main(void *arg)
 		/* fetched by a finish just as the worker stopped: give it back now */
 		const char *av[2] = { cur.job->element[0]->str, token };
 		redisReply *r;
-		if (!bq_conn_eval(&s->conn, BQ_LUA_RELEASE, w->kp, 2, av, NULL, &r, NULL))
+		if (!bq_conn_eval(&s->conn, BQ_LUA_RELEASE, w->kp, 2, av, NULL, &r, NULL)) {
+			if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+				atomic_fetch_add(&w->n_handed_back, 1);
 			freeReplyObject(r);
+		}
 		freeReplyObject(cur.owner);
+		end_transit(w);
 	}
 	return NULL;
 }
@@ -895,6 +920,13 @@ int bq_worker_stop(struct bq_worker *w, int grace_ms)
 		struct timespec ts = abs_time(CLOCK_MONOTONIC, deadline - fl_mono_ms());
 		pthread_cond_timedwait(&w->cv_idle, &w->mu, &ts);
 	}
+	/* A slot that fetched just as the stop began either starts it (busy) or gives it back
+	 * itself; wait for that, a Redis round trip at most, so the count below is whole. */
+	int64_t transit_deadline = fl_mono_ms() + 15000;
+	while (w->in_transit > 0 && fl_mono_ms() < transit_deadline) {
+		struct timespec ts = abs_time(CLOCK_MONOTONIC, 100);
+		pthread_cond_timedwait(&w->cv_idle, &w->mu, &ts);
+	}
 	w->maint_stop = true;
 	pthread_cond_broadcast(&w->cv_maint);
 	pthread_mutex_unlock(&w->mu);
@@ -936,7 +968,7 @@ int bq_worker_stop(struct bq_worker *w, int grace_ms)
 	pthread_mutex_lock(&w->mu);
 	w->stopped = true;
 	pthread_mutex_unlock(&w->mu);
-	return handed;
+	return handed + atomic_load(&w->n_handed_back);
 }
 
 void bq_worker_free(struct bq_worker *w)

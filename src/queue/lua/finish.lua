@@ -4,7 +4,7 @@
 -- 8 keep age (s, -1 none), 9 the job's attempts, 10 "1" to fetch next, 11 next token,
 -- 12 lock duration (ms), 13 worker name.
 -- Returns {code} with code -1 (no job), -2 (no lock), -6 (another lock) or -3 (not active),
--- or {0, fetch() result} / {0} on success.
+-- or {0, fetch() result} (a job, or when to look again) / {0} on success.
 local id, token, now, target = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local k = P .. id
 if rcall("EXISTS", k) == 0 then return {-1} end
@@ -41,12 +41,14 @@ emit(target, "jobId", id, field, ARGV[5], "prev", "active")
 if target == "failed" and attempts_made >= tonumber(ARGV[9]) then
   emit("retries-exhausted", "jobId", id, "attemptsMade", attempts_made)
 end
+local next_job
 if ARGV[10] == "1" then
-  local next_job = fetch(now, ARGV[11], ARGV[12], ARGV[13])
+  next_job = fetch(now, ARGV[11], ARGV[12], ARGV[13])
   if next_job[1] then return {0, next_job} end
 end
 if rcall("LLEN", P .. "wait") == 0 and rcall("LLEN", P .. "active") == 0 and
    rcall("ZCARD", P .. "prioritized") == 0 then
   emit("drained")
 end
-return {0}
+-- with nothing fetched, {false, next due time, rate-limit ttl} tells the worker when to look
+return {0, next_job}

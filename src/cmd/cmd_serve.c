@@ -1,0 +1,162 @@
+/* flowd serve and flowd worker: the roles that run flows. `serve` runs the app and a worker in
+ * one process tree (AP_CONTAINER_TYPE picks which), starting a private redis-server when
+ * AP_REDIS_URL is unset; `worker` is the worker alone. Both stop gracefully on SIGTERM or SIGINT:
+ * no new job is fetched, running jobs get the grace period, and the rest go back to the queue. */
+#include "app/service.h"
+#include "cmd/cmd.h"
+#include "core/alloc.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "queue/server.h"
+#include "worker/health.h"
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Seconds a stopping worker gives its running jobs before handing them back. */
+#define DEFAULT_GRACE_S 25
+
+struct serve_opts {
+	int grace_s;
+};
+
+static int parse_opts(const char *cmd, int argc, char **argv, struct serve_opts *o)
+{
+	o->grace_s = DEFAULT_GRACE_S;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--grace") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 0 || v > 3600) {
+				fprintf(stderr, "flowd %s: --grace takes seconds from 0 to 3600, not '%s'\n",
+					cmd, argv[i]);
+				return 2;
+			}
+			o->grace_s = (int)v;
+		} else {
+			fprintf(stderr, "flowd %s: unexpected argument '%s'; see 'flowd help %s'\n", cmd,
+				argv[i], cmd);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+static int run_roles(const char *cmd, struct fl_config *cfg, const struct serve_opts *o)
+{
+	int want_app = cfg->container_type != FL_CONTAINER_WORKER;
+	int want_worker = cfg->container_type != FL_CONTAINER_APP;
+	struct fl_err err = { 0 };
+	struct bq_server redis = { 0 };
+	struct app_service *app = NULL;
+	struct wk_worker *worker = NULL;
+	struct wk_health *health = NULL;
+	char *secret = NULL;
+	int status = 1;
+
+	/* Blocked before any thread exists, so that only sigwait below takes them. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	const char *redis_url = cfg->redis_url;
+	if (!redis_url) {
+		if (cfg->container_type == FL_CONTAINER_WORKER) {
+			fprintf(stderr, "flowd %s: AP_REDIS_URL is required for a worker alone\n", cmd);
+			return 2;
+		}
+		if (mkdir(cfg->config_path, 0700) && errno != EEXIST) {
+			fprintf(stderr, "flowd %s: cannot create AP_CONFIG_PATH '%s': %s\n", cmd,
+				cfg->config_path, strerror(errno));
+			return 1;
+		}
+		char *dir = fl_asprintf("%s/" BQ_SERVER_SUBDIR, cfg->config_path);
+		int rc = bq_server_start(&redis, dir, &err);
+		fl_free(dir);
+		if (rc) {
+			fprintf(stderr, "flowd %s: cannot start the embedded redis-server: %s\n", cmd,
+				err.msg);
+			return 1;
+		}
+		redis_url = redis.url;
+	}
+	if (want_app && !(app = app_service_start(cfg, redis_url, &err))) {
+		fprintf(stderr, "flowd %s: %s\n", cmd, err.msg);
+		goto out;
+	}
+	if (want_worker) {
+		secret = wk_jwt_secret(cfg, 0, &err);
+		if (!secret) {
+			fprintf(stderr, "flowd %s: %s\n", cmd, err.msg);
+			goto out;
+		}
+		struct wk_worker_opts wo = { .cfg = cfg, .redis_url = redis_url, .jwt_secret = secret };
+		if (wk_worker_new(&wo, &worker, &err)) {
+			fprintf(stderr, "flowd %s: %s\n", cmd, err.msg);
+			goto out;
+		}
+		if (!want_app && !(health = wk_health_start(worker, cfg->port, &err))) {
+			fprintf(stderr, "flowd %s: %s\n", cmd, err.msg);
+			goto out;
+		}
+	}
+	fl_info(cmd, "flowd %s ready (%s)", cmd, fl_container_type_name(cfg->container_type));
+	int sig = 0;
+	sigwait(&set, &sig);
+	fl_info(cmd, "received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	status = 0;
+out:
+	if (worker) {
+		int back = wk_worker_stop(worker, o->grace_s * 1000);
+		if (back)
+			fl_info(cmd, "handed %d unfinished jobs back to the queue", back);
+	}
+	wk_health_stop(health);
+	wk_worker_free(worker);
+	if (app)
+		app_service_stop(app, 5000);
+	bq_server_stop(&redis);
+	fl_free(secret);
+	fl_info(cmd, "stopped");
+	return status;
+}
+
+static int start(const char *cmd, int argc, char **argv, int forced_type)
+{
+	struct serve_opts o;
+	int rc = parse_opts(cmd, argc, argv, &o);
+	if (rc)
+		return rc;
+	struct fl_config cfg;
+	struct fl_err err = { 0 };
+	if (forced_type == FL_CONTAINER_WORKER)
+		setenv("AP_CONTAINER_TYPE", "WORKER", 1);
+	if (fl_config_load(&cfg, &err)) {
+		fprintf(stderr, "flowd %s: %s\n", cmd, err.msg);
+		return 2;
+	}
+	fl_log_setup((enum fl_log_level)cfg.log_level, cfg.log_pretty);
+	rc = run_roles(cmd, &cfg, &o);
+	fl_config_release(&cfg);
+	return rc;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	return start("serve", argc, argv, -1);
+}
+
+int cmd_worker(int argc, char **argv)
+{
+	return start("worker", argc, argv, FL_CONTAINER_WORKER);
+}

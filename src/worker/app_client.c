@@ -1,0 +1,79 @@
+/* Requests to the app with retry: see app_client.h. */
+#include "worker/app_client.h"
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "net/http.h"
+
+#include <string.h>
+
+int wk_app_call(const struct wk_call *c, const char *method, const char *path, const json_t *body,
+		long *status, json_t **reply, struct fl_err *err)
+{
+	char *url = fl_asprintf("%s%s", c->base_url, path);
+	char *auth = fl_asprintf("Bearer %s", c->token);
+	char *text = body ? fl_json_dump(body) : NULL;
+	struct net_header headers[] = {
+		{ "Authorization", auth },
+		{ "Content-Type", "application/json" },
+		{ "Accept", "application/json" },
+	};
+	struct net_http_request req = {
+		.method = method,
+		.url = url,
+		.headers = headers,
+		.n_headers = text ? 3 : 2,
+		.body = text,
+		.body_len = text ? strlen(text) : 0,
+		.timeout_ms = 30000,
+	};
+	if (!text) {
+		headers[1] = headers[2];
+	}
+	int64_t backoff = 100;
+	int attempt = 0, rc;
+	struct fl_err e;
+	for (;;) {
+		struct net_http_response resp;
+		rc = net_http_do(&req, &resp, &e);
+		if (rc == 0 && resp.status < 500) {
+			*status = resp.status;
+			if (reply)
+				*reply = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
+			net_http_response_release(&resp);
+			break;
+		}
+		if (rc == 0) {
+			fl_err_set(&e, FL_EIO, "app answered %ld", resp.status);
+			net_http_response_release(&resp);
+		}
+		attempt++;
+		if (attempt == 1 || attempt % 10 == 0)
+			fl_warn("worker", "%s %s failed (try %d), retrying: %s", method, path, attempt, e.msg);
+		if (c->give_up && c->give_up(c->give_up_arg)) {
+			rc = fl_err_set(err, FL_ECONFLICT, "%s %s abandoned: the job is no longer ours",
+					method, path);
+			break;
+		}
+		if (c->deadline_ms && fl_mono_ms() + backoff > c->deadline_ms) {
+			rc = fl_err_set(err, FL_ETIMEOUT, "%s %s: the app did not answer in time: %s",
+					method, path, e.msg);
+			break;
+		}
+		/* Sleep in slices so that a lost lock is noticed quickly. */
+		for (int64_t slept = 0; slept < backoff; slept += 50) {
+			if (c->give_up && c->give_up(c->give_up_arg))
+				break;
+			fl_sleep_ms(50);
+		}
+		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+	}
+	if (attempt && rc == 0)
+		fl_info("worker", "%s %s went through after %d retries", method, path, attempt);
+	fl_free(url);
+	fl_free(auth);
+	free(text);
+	return rc;
+}

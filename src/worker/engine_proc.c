@@ -1,0 +1,281 @@
+/* Engine child processes: see engine_proc.h. */
+#include "worker/engine_proc.h"
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/time.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* How often a plain engine's RSS is compared with its limit while we wait for it. */
+#define MEMORY_WATCH_MS 50
+
+static void proc_init(struct wk_proc *p, int64_t memory_limit_kb)
+{
+	memset(p, 0, sizeof *p);
+	p->to_engine = p->from_engine = p->engine_log = -1;
+	p->memory_limit_kb = memory_limit_kb;
+	fl_buf_init(&p->out);
+	fl_buf_init(&p->log);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Three pipes: child's stdin, stdout, stderr. in[0], out[1], errp[1] go to the child. */
+static int make_pipes(int in[2], int out[2], int errp[2], struct fl_err *err)
+{
+	in[0] = in[1] = out[0] = out[1] = errp[0] = errp[1] = -1;
+	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
+		int e = errno;
+		for (int i = 0; i < 2; i++) {
+			close_fd(&in[i]);
+			close_fd(&out[i]);
+			close_fd(&errp[i]);
+		}
+		return fl_err_set(err, -e, "cannot create engine pipes: %s", strerror(e));
+	}
+	return 0;
+}
+
+static void adopt_pipes(struct wk_proc *p, int in[2], int out[2], int errp[2])
+{
+	close(in[0]);
+	close(out[1]);
+	close(errp[1]);
+	p->to_engine = in[1];
+	p->from_engine = out[0];
+	p->engine_log = errp[0];
+	/* A dead engine must give EPIPE on write, not kill the worker with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int wk_proc_spawn(struct wk_proc *p, char *const argv[], char *const envp[],
+		  int64_t memory_limit_kb, struct fl_err *err)
+{
+	proc_init(p, memory_limit_kb);
+	int in[2], out[2], errp[2];
+	int rc = make_pipes(in, out, errp, err);
+	if (rc)
+		return rc;
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(errp[0]), close(errp[1]);
+		return fl_err_set(err, -e, "cannot fork engine: %s", strerror(e));
+	}
+	if (pid == 0) {
+		/* Only async-signal-safe calls between fork and exec: the worker has threads. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0)
+			_exit(127);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execve(argv[0], argv, envp);
+		_exit(127);
+	}
+	p->pid = pid;
+	adopt_pipes(p, in, out, errp);
+	return 0;
+}
+
+int wk_proc_alive(const struct wk_proc *p)
+{
+	return p->pid > 0;
+}
+
+int wk_proc_send(struct wk_proc *p, const char *line, size_t len)
+{
+	struct chunk {
+		const char *b;
+		size_t n;
+	} parts[2] = { { line, len }, { "\n", 1 } };
+	for (int i = 0; i < 2; i++) {
+		const char *b = parts[i].b;
+		size_t n = parts[i].n;
+		while (n) {
+			ssize_t w = write(p->to_engine, b, n);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			b += w;
+			n -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* Forwards complete stderr lines of the engine to our log; flush forces out a partial one. */
+static void drain_log(struct wk_proc *p, int flush)
+{
+	char *start = p->log.data, *nl;
+	while ((nl = memchr(start, '\n', p->log.len - (size_t)(start - p->log.data)))) {
+		*nl = '\0';
+		if (nl > start)
+			fl_log_fields(FL_LOG_INFO, "engine",
+				      p->run_id[0] ? json_pack("{ss}", "runId", p->run_id) : NULL,
+				      "%s", start);
+		start = nl + 1;
+	}
+	size_t rest = p->log.len - (size_t)(start - p->log.data);
+	if (flush && rest) {
+		fl_info("engine", "%.*s", (int)rest, start);
+		rest = 0;
+	}
+	memmove(p->log.data, start, rest);
+	p->log.len = rest;
+	if (p->log.cap)
+		p->log.data[rest] = '\0';
+}
+
+static int64_t rss_kb(pid_t pid)
+{
+	char path[64], buf[128];
+	snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	long long size, resident;
+	if (sscanf(buf, "%lld %lld", &size, &resident) != 2)
+		return -1;
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Plain engines have no cgroup: their resident memory is watched instead. */
+static int memory_watch(struct wk_proc *p)
+{
+	if (!p->memory_limit_kb || p->killed_for_memory)
+		return 0;
+	int64_t kb = rss_kb(p->pid);
+	if (kb > p->peak_rss_kb)
+		p->peak_rss_kb = kb;
+	if (kb > p->memory_limit_kb) {
+		fl_warn("worker", "engine %d uses %lld KiB, over the %lld KiB limit: killing it",
+			(int)p->pid, (long long)kb, (long long)p->memory_limit_kb);
+		p->killed_for_memory = 1;
+		wk_proc_kill(p);
+		return 1;
+	}
+	return 0;
+}
+
+int wk_proc_recv(struct wk_proc *p, int64_t deadline_ms, char **line)
+{
+	for (;;) {
+		char *nl = memchr(p->out.data, '\n', p->out.len);
+		if (nl) {
+			size_t n = (size_t)(nl - p->out.data);
+			*line = fl_strndup(p->out.data, n);
+			memmove(p->out.data, nl + 1, p->out.len - n - 1);
+			p->out.len -= n + 1;
+			p->out.data[p->out.len] = '\0';
+			return 0;
+		}
+		if (p->from_engine < 0)
+			return p->killed_for_memory ? FL_ELIMIT : FL_EIO;
+		int wait_ms = -1;
+		if (deadline_ms) {
+			int64_t left = deadline_ms - fl_mono_ms();
+			if (left <= 0)
+				return FL_ETIMEOUT;
+			wait_ms = left > 1000000 ? 1000000 : (int)left;
+		}
+		if (p->memory_limit_kb && (wait_ms < 0 || wait_ms > MEMORY_WATCH_MS))
+			wait_ms = MEMORY_WATCH_MS;
+		struct pollfd fds[2] = { { p->from_engine, POLLIN, 0 }, { p->engine_log, POLLIN, 0 } };
+		int n = poll(fds, p->engine_log >= 0 ? 2 : 1, wait_ms);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (memory_watch(p))
+			continue;
+		if (n <= 0)
+			continue;
+		if (fds[1].revents && p->engine_log >= 0) {
+			char buf[4096];
+			ssize_t r = read(p->engine_log, buf, sizeof buf);
+			if (r > 0) {
+				fl_buf_add(&p->log, buf, (size_t)r);
+				drain_log(p, 0);
+			} else if (r == 0 || errno != EINTR) {
+				drain_log(p, 1);
+				close_fd(&p->engine_log);
+			}
+		}
+		if (fds[0].revents) {
+			char buf[65536];
+			ssize_t r = read(p->from_engine, buf, sizeof buf);
+			if (r > 0)
+				fl_buf_add(&p->out, buf, (size_t)r);
+			else if (r == 0 || errno != EINTR)
+				close_fd(&p->from_engine);
+		}
+	}
+}
+
+void wk_proc_kill(struct wk_proc *p)
+{
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, SIGKILL);
+}
+
+void wk_proc_finish(struct wk_proc *p, int kill_first, struct wk_exit *ex)
+{
+	struct wk_exit e = { .peak_memory_kb = -1 };
+	if (p->pid > 0) {
+		if (kill_first)
+			wk_proc_kill(p);
+		close_fd(&p->to_engine);
+		{
+			int status = 0;
+			while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
+				;
+			e.exited = WIFEXITED(status);
+			e.code = e.exited ? WEXITSTATUS(status) : 0;
+			e.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+			e.memory_exceeded = p->killed_for_memory;
+			e.peak_memory_kb = p->peak_rss_kb > 0 ? p->peak_rss_kb : -1;
+		}
+	}
+	if (p->engine_log >= 0) {
+		/* Whatever the engine said last (a crash message) belongs in the log. */
+		char buf[4096];
+		ssize_t r;
+		int fl = fcntl(p->engine_log, F_GETFL);
+		fcntl(p->engine_log, F_SETFL, fl | O_NONBLOCK);
+		while ((r = read(p->engine_log, buf, sizeof buf)) > 0)
+			fl_buf_add(&p->log, buf, (size_t)r);
+		drain_log(p, 1);
+	}
+	close_fd(&p->to_engine);
+	close_fd(&p->from_engine);
+	close_fd(&p->engine_log);
+	fl_buf_release(&p->out);
+	fl_buf_release(&p->log);
+	p->pid = 0;
+	if (ex)
+		*ex = e;
+}

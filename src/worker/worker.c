@@ -1,0 +1,651 @@
+/* The worker: see worker.h. Each BullMQ slot thread runs one job at a time through
+ * run_job(): start the delivery at the app, hand the operation to the slot's engine, relay the
+ * engine's events (checkpoints are persisted at the app before the engine is acknowledged), post
+ * the result, and only then let BullMQ finish the job. */
+#include "worker/worker.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/secret.h"
+#include "core/time.h"
+#include "core/token.h"
+#include "queue/bq.h"
+#include "worker/app_client.h"
+#include "worker/engine_proc.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The file under AP_CONFIG_PATH where the app keeps a generated AP_JWT_SECRET. */
+#define JWT_SECRET_FILE "jwt-secret"
+
+/* Extra time the engine's own JavaScript limit gets beyond the flow timeout, so that a runaway
+ * script is stopped by the worker's deadline (TIMEOUT) and not by the engine (a FAILED step). */
+#define JS_LIMIT_SLACK_MS 5000
+
+struct slot {
+	struct wk_worker *w;
+	int index;
+	struct wk_proc engine;
+	pthread_mutex_t lock;       /* guards engine.pid against lock_lost's kill */
+	atomic_int lost;            /* the running job's lock was lost */
+};
+
+struct wk_worker {
+	const struct fl_config *cfg;
+	char *app_url;
+	char *jwt_secret;
+	char *engine_exe;
+	char worker_name[96];
+	struct bq_worker *queue;
+	struct slot *slots;
+	int n_slots;
+	atomic_int stopping;        /* hard stop: abandon retries to the app */
+	/* metrics */
+	atomic_int engines_running;
+	atomic_int engines_peak;
+	atomic_ullong engines_started;
+	atomic_ullong runs_by_status[8];
+	atomic_ullong jobs_rejected;
+};
+
+static const char *const final_statuses[] = { "SUCCEEDED", "FAILED",  "PAUSED",
+					       "TIMEOUT",   "INTERNAL_ERROR", "MEMORY_LIMIT_EXCEEDED",
+					       "LOG_SIZE_EXCEEDED", NULL };
+
+static void count_status(struct wk_worker *w, const char *status)
+{
+	for (int i = 0; final_statuses[i]; i++)
+		if (!strcmp(final_statuses[i], status))
+			atomic_fetch_add(&w->runs_by_status[i], 1);
+}
+
+char *wk_jwt_secret(const struct fl_config *cfg, int create, struct fl_err *err)
+{
+	if (cfg->jwt_secret)
+		return fl_strdup(cfg->jwt_secret);
+	char *secret = NULL;
+	int created;
+	int rc = create ? fl_secret_load_or_create(cfg->config_path, JWT_SECRET_FILE, &secret,
+						   &created, err)
+			: fl_secret_read(cfg->config_path, JWT_SECRET_FILE, &secret, err);
+	if (rc) {
+		fl_err_prefix(err, "AP_JWT_SECRET is not set and the generated secret cannot be read");
+		return NULL;
+	}
+	return secret;
+}
+
+/* ---- one job ------------------------------------------------------------------------------ */
+
+struct job_run {
+	struct slot *slot;
+	const struct bq_job *job;
+	const char *run_id;
+	struct wk_call call;
+	json_int_t attempt;
+	char path[128];
+	json_t *pending;  /* [{path, record}] not yet posted */
+	json_t *waitpoint;
+};
+
+static int give_up(void *arg)
+{
+	struct job_run *r = arg;
+	return atomic_load(&r->slot->lost) || atomic_load(&r->slot->w->stopping) ||
+	       bq_job_lock_lost(r->job);
+}
+
+static void fail_no_retry(struct bq_result *result, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void fail_no_retry(struct bq_result *result, const char *fmt, ...)
+{
+	struct fl_buf b = FL_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	fl_buf_vaddf(&b, fmt, ap);
+	va_end(ap);
+	result->outcome = BQ_FAILED_NO_RETRY;
+	result->failed_reason = fl_buf_detach(&b, NULL);
+}
+
+/* Posts to /v1/engine/runs/<id>/<what>. Returns the HTTP status, or a negative code when the
+ * call was abandoned (lost lock, hard stop). */
+static long post(struct job_run *r, const char *what, json_t *body_take, json_t **reply,
+		 struct fl_err *err)
+{
+	char path[192];
+	snprintf(path, sizeof path, "/v1/engine/runs/%s/%s", r->run_id, what);
+	long status = 0;
+	int rc = wk_app_call(&r->call, "POST", path, body_take, &status, reply, err);
+	json_decref(body_take);
+	return rc ? rc : status;
+}
+
+static int ensure_engine(struct job_run *r, struct fl_err *err)
+{
+	struct slot *s = r->slot;
+	struct wk_worker *w = s->w;
+	if (wk_proc_alive(&s->engine))
+		return 0;
+	char *argv[] = { w->engine_exe, "engine", NULL };
+	char level[64], pretty[64];
+	snprintf(level, sizeof level, "AP_LOG_LEVEL=%s",
+		 (const char *[]){ "debug", "info", "warn", "error", "fatal" }[w->cfg->log_level]);
+	snprintf(pretty, sizeof pretty, "AP_LOG_PRETTY=%s", w->cfg->log_pretty ? "true" : "false");
+	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, NULL };
+	pthread_mutex_lock(&s->lock);
+	int rc = wk_proc_spawn(&s->engine, argv, envp, w->cfg->sandbox_memory_limit_kb, err);
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		return rc;
+	int running = atomic_fetch_add(&w->engines_running, 1) + 1;
+	int peak = atomic_load(&w->engines_peak);
+	while (running > peak && !atomic_compare_exchange_weak(&w->engines_peak, &peak, running))
+		;
+	atomic_fetch_add(&w->engines_started, 1);
+	char *line = NULL;
+	rc = wk_proc_recv(&s->engine, fl_mono_ms() + 10000, &line);
+	json_t *ready = rc ? NULL : json_loads(line, 0, NULL);
+	fl_free(line);
+	const char *type = json_string_value(json_object_get(ready, "type"));
+	if (!type || strcmp(type, "ready")) {
+		json_decref(ready);
+		return fl_err_set(err, FL_EPROTO, "engine did not start (no ready line)");
+	}
+	json_decref(ready);
+	return 0;
+}
+
+static void drop_engine(struct slot *s, int kill_first, struct wk_exit *ex)
+{
+	pthread_mutex_lock(&s->lock);
+	int had = wk_proc_alive(&s->engine);
+	wk_proc_finish(&s->engine, kill_first, ex);
+	pthread_mutex_unlock(&s->lock);
+	if (had)
+		atomic_fetch_sub(&s->w->engines_running, 1);
+}
+
+static int reply_engine(struct slot *s, json_t *msg_take)
+{
+	char *text = fl_json_dump(msg_take);
+	json_decref(msg_take);
+	int rc = wk_proc_send(&s->engine, text, strlen(text));
+	free(text);
+	return rc;
+}
+
+/* The store piece: relayed to the app's /v1/engine/store. */
+static void relay_store(struct job_run *r, json_t *ev)
+{
+	const char *op = json_string_value(json_object_get(ev, "op"));
+	const char *key = json_string_value(json_object_get(ev, "key"));
+	json_t *answer = json_pack("{ss}", "type", "store_result");
+	if (!op || !key) {
+		json_object_set_new(answer, "error", json_string("store request without op or key"));
+		reply_engine(r->slot, answer);
+		return;
+	}
+	char *escaped = curl_easy_escape(NULL, key, 0);
+	char path[512];
+	snprintf(path, sizeof path, "/v1/engine/store?key=%s", escaped ? escaped : "");
+	curl_free(escaped);
+	const char *method = !strcmp(op, "get") ? "GET" : !strcmp(op, "put") ? "PUT" : "DELETE";
+	json_t *body = !strcmp(op, "put") ? json_pack("{sO}", "value", json_object_get(ev, "value"))
+					  : NULL;
+	if (body && !json_object_get(body, "value"))
+		json_object_set_new(body, "value", json_null());
+	long status = 0;
+	json_t *reply = NULL;
+	struct fl_err err;
+	int rc = wk_app_call(&r->call, method, path, body, &status, &reply, &err);
+	json_decref(body);
+	if (rc) {
+		json_object_set_new(answer, "error", json_string(err.msg));
+	} else if (!strcmp(op, "get")) {
+		json_object_set_new(answer, "found", json_boolean(status == 200));
+		if (status == 200)
+			json_object_set(answer, "value", json_object_get(reply, "value"));
+		else if (status != 404)
+			json_object_set_new(answer, "error", json_sprintf("store answered %ld", status));
+	} else if (status >= 300) {
+		const char *msg = json_string_value(json_object_get(reply, "error"));
+		json_object_set_new(answer, "error",
+				    json_sprintf("store %s failed: %s", op, msg ? msg : "app refused"));
+	}
+	json_decref(reply);
+	reply_engine(r->slot, answer);
+}
+
+/* Posts the records kept so far; 0, or the HTTP status / negative code that stopped it. */
+static long flush_steps(struct job_run *r, struct fl_err *err)
+{
+	if (!json_array_size(r->pending))
+		return 0;
+	json_t *body = json_pack("{sIsO}", "attempt", r->attempt, "steps", r->pending);
+	long st = post(r, "steps", body, NULL, err);
+	if (st >= 200 && st < 300) {
+		json_array_clear(r->pending);
+		return 0;
+	}
+	return st;
+}
+
+/* Posts the result and decides the job's fate. */
+static void finish_run(struct job_run *r, json_t *result_take, struct bq_result *out)
+{
+	/* Copied: result_take is gone once posted. */
+	char status[32];
+	snprintf(status, sizeof status, "%s",
+		 json_string_value(json_object_get(result_take, "status")) ?: "INTERNAL_ERROR");
+	struct wk_worker *w = r->slot->w;
+	int retryable = !strcmp(status, "INTERNAL_ERROR") &&
+			r->job->attempts_made + 1 < r->job->attempts;
+	json_object_set_new(result_take, "attempt", json_integer(r->attempt));
+	if (json_array_size(r->pending))
+		json_object_set(result_take, "records", r->pending);
+	if (retryable)
+		json_object_set_new(result_take, "final", json_false());
+	if (r->waitpoint && !json_object_get(result_take, "waitpoint"))
+		json_object_set(result_take, "waitpoint", r->waitpoint);
+	struct fl_err err;
+	json_t *reply = NULL;
+	long st = post(r, "result", result_take, &reply, &err);
+	if (st < 0) {
+		out->outcome = BQ_FAILED;
+		out->failed_reason = fl_asprintf("result not delivered: %s", err.msg);
+	} else if (st == 409) {
+		/* A later delivery owns the run: this attempt's job finishes quietly. */
+		out->outcome = BQ_COMPLETED;
+		out->returnvalue = json_pack("{ss}", "superseded", r->run_id);
+	} else if (st >= 300) {
+		const char *msg = json_string_value(json_object_get(reply, "error"));
+		out->outcome = BQ_FAILED_NO_RETRY;
+		out->failed_reason = fl_asprintf("app refused the result (%ld): %s", st,
+						 msg ? msg : "no reason given");
+	} else if (retryable) {
+		out->outcome = BQ_FAILED;
+		out->failed_reason = fl_asprintf("engine failed: %s", status);
+	} else {
+		out->outcome = BQ_COMPLETED;
+		out->returnvalue = json_pack("{ssss}", "runId", r->run_id, "status", status);
+	}
+	count_status(w, status);
+	fl_log_fields(FL_LOG_INFO, "worker",
+		      json_pack("{sssssIsi}", "runId", r->run_id, "status", status, "attempt",
+				r->attempt, "slot", r->slot->index),
+		      "run finished");
+	json_decref(reply);
+}
+
+static json_t *status_result(const char *status, const char *message)
+{
+	json_t *res = json_pack("{ss}", "status", status);
+	if (message)
+		json_object_set_new(res, "error", json_string(message));
+	return res;
+}
+
+/* Drives the engine through one operation. Returns the result to post (a new object) or NULL
+ * when the job was lost and nothing more may be posted. */
+static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
+{
+	struct slot *s = r->slot;
+	struct wk_worker *w = s->w;
+	struct fl_err err;
+	if (ensure_engine(r, &err)) {
+		fl_error("worker", "run '%s': %s", r->run_id, err.msg);
+		drop_engine(s, 1, NULL);
+		return status_result("INTERNAL_ERROR", err.msg);
+	}
+	snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
+	int64_t timeout_ms = (int64_t)w->cfg->flow_timeout_s * 1000;
+	json_t *resume = json_object_get(ctx, "resume");
+	json_t *op = json_pack(
+		"{sssssOsOsOss sI s{sIsIsI}}", "type", "run", "runId", r->run_id, "flowId",
+		json_string_value(json_object_get(ctx, "flowId")), "flowVersion",
+		json_object_get(ctx, "flowVersion"), "triggerOutput",
+		json_object_get(ctx, "triggerOutput"), "steps", json_object_get(ctx, "steps"),
+		"frontendUrl", json_string_value(json_object_get(ctx, "frontendUrl")), "attempt",
+		r->attempt, "limits", "logSizeBytes",
+		json_integer_value(json_object_get(ctx, "logSizeLimitBytes")), "jsTimeMs",
+		(json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs", (json_int_t)timeout_ms);
+	if (!op)
+		return status_result("INTERNAL_ERROR", "the app's run context is incomplete");
+	if (json_is_object(resume))
+		json_object_set(op, "resume", json_object_get(resume, "payload"));
+	if (reply_engine(s, op)) {
+		drop_engine(s, 1, NULL);
+		return status_result("INTERNAL_ERROR", "engine went away before the run started");
+	}
+	for (;;) {
+		char *line = NULL;
+		int rc = wk_proc_recv(&s->engine, deadline, &line);
+		if (rc) {
+			struct wk_exit ex;
+			drop_engine(s, 1, &ex);
+			if (give_up(r))
+				return NULL;
+			if (rc == FL_ETIMEOUT)
+				return status_result("TIMEOUT", "the flow ran past AP_FLOW_TIMEOUT_SECONDS");
+			if (rc == FL_ELIMIT || ex.memory_exceeded) {
+				json_t *res = status_result("MEMORY_LIMIT_EXCEEDED",
+							    "the engine ran past AP_SANDBOX_MEMORY_LIMIT");
+				if (ex.peak_memory_kb > 0)
+					json_object_set_new(res, "peakMemoryKb",
+							    json_integer(ex.peak_memory_kb));
+				return res;
+			}
+			char why[128];
+			if (ex.signal)
+				snprintf(why, sizeof why, "the engine was killed by signal %d", ex.signal);
+			else
+				snprintf(why, sizeof why, "the engine exited with code %d", ex.code);
+			fl_error("worker", "run '%s': %s", r->run_id, why);
+			return status_result("INTERNAL_ERROR", why);
+		}
+		json_t *ev = json_loads(line, 0, NULL);
+		fl_free(line);
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		if (!type) {
+			json_decref(ev);
+			drop_engine(s, 1, NULL);
+			return status_result("INTERNAL_ERROR", "the engine spoke something that is not "
+							       "its protocol");
+		}
+		if (!strcmp(type, "step_finished")) {
+			json_array_append_new(r->pending,
+					      json_pack("{sOsO}", "path", json_object_get(ev, "path"),
+							"record", json_object_get(ev, "record")));
+			if (json_is_true(json_object_get(ev, "ack"))) {
+				long st = flush_steps(r, &err);
+				if (st) {
+					json_decref(ev);
+					drop_engine(s, 1, NULL);
+					if (st < 0 || st == 409)
+						return NULL;
+					return status_result("INTERNAL_ERROR", "the app refused a checkpoint");
+				}
+				reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
+			}
+		} else if (!strcmp(type, "respond")) {
+			json_t *body = json_pack("{sIsO}", "attempt", r->attempt, "response",
+						 json_object_get(ev, "response"));
+			post(r, "response", body, NULL, &err);
+		} else if (!strcmp(type, "paused")) {
+			json_decref(r->waitpoint);
+			r->waitpoint = json_incref(json_object_get(ev, "waitpoint"));
+			reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
+		} else if (!strcmp(type, "store")) {
+			relay_store(r, ev);
+		} else if (!strcmp(type, "finished")) {
+			json_t *res = json_object_get(ev, "result");
+			res = json_is_object(res) ? json_incref(res)
+						  : status_result(json_string_value(json_object_get(
+									  ev, "status")) ?: "INTERNAL_ERROR",
+								  json_string_value(json_object_get(ev, "error")));
+			json_decref(ev);
+			return res;
+		}
+		json_decref(ev);
+	}
+}
+
+static void process(void *arg, const struct bq_job *job, struct bq_result *result)
+{
+	struct wk_worker *w = arg;
+	struct slot *s = &w->slots[job->slot];
+	atomic_store(&s->lost, 0);
+	const json_t *data = job->data;
+	json_int_t schema = json_integer_value(json_object_get(data, "schemaVersion"));
+	const char *run_id = json_string_value(json_object_get(data, "runId"));
+	const char *exec_type = json_string_value(json_object_get(data, "executionType"));
+	if (!json_is_object(data) || schema != 1 || !run_id || !*run_id ||
+	    strlen(run_id) > FL_TOKEN_RUN_ID_MAX || !exec_type ||
+	    (strcmp(exec_type, "BEGIN") && strcmp(exec_type, "RESUME"))) {
+		atomic_fetch_add(&w->jobs_rejected, 1);
+		fail_no_retry(result,
+			      "job data is not a flow run: expected {\"schemaVersion\":1,\"runId\","
+			      "\"executionType\":\"BEGIN\"|\"RESUME\",...}");
+		return;
+	}
+	int64_t deadline = fl_mono_ms() + (int64_t)w->cfg->flow_timeout_s * 1000;
+	int64_t now_s = fl_now_ms() / 1000;
+	char *token = fl_token_sign(w->jwt_secret, run_id, now_s,
+				    now_s + w->cfg->flow_timeout_s + 3600);
+	struct job_run r = {
+		.slot = s,
+		.job = job,
+		.run_id = run_id,
+		.pending = json_array(),
+	};
+	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
+				   .give_up_arg = &r };
+	char delivery[256];
+	snprintf(delivery, sizeof delivery, "%s:%d", job->id, job->attempts_started);
+	json_t *start = json_pack("{ssssssss}", "jobId", job->id, "delivery", delivery, "workerId",
+				  w->worker_name, "executionType", exec_type);
+	json_t *ctx = NULL;
+	struct fl_err err;
+	long st = post(&r, "start", start, &ctx, &err);
+	if (st < 0) {
+		result->outcome = BQ_FAILED;
+		result->failed_reason = fl_asprintf("cannot start the run at the app: %s", err.msg);
+	} else if (st == 404) {
+		fail_no_retry(result, "run '%s' is unknown to the app", run_id);
+	} else if (st == 409) {
+		result->outcome = BQ_COMPLETED;
+		result->returnvalue = json_pack("{sssO?}", "skipped", run_id, "status",
+						json_object_get(ctx, "status"));
+	} else if (st >= 300 || !json_is_object(ctx)) {
+		const char *msg = json_string_value(json_object_get(ctx, "error"));
+		fail_no_retry(result, "the app refused to start run '%s' (%ld): %s", run_id, st,
+			      msg ? msg : "no reason given");
+	} else {
+		r.attempt = json_integer_value(json_object_get(ctx, "attempt"));
+		fl_log_fields(FL_LOG_INFO, "worker",
+			      json_pack("{sssssIsi}", "runId", run_id, "jobId", job->id, "attempt",
+					r.attempt, "slot", s->index),
+			      "run started");
+		json_t *res = drive_engine(&r, ctx, deadline);
+		if (res) {
+			finish_run(&r, res, result);
+		} else {
+			result->outcome = BQ_FAILED;
+			result->failed_reason = fl_asprintf("lock lost while running '%s'", run_id);
+			fl_warn("worker", "run '%s': job lost mid-run; its next delivery replays it",
+				run_id);
+		}
+		/* Fresh engines per job are for the sandbox modes; a plain one is kept. */
+		if (w->cfg->execution_mode == FL_EXEC_SANDBOX_PROCESS ||
+		    w->cfg->execution_mode == FL_EXEC_SANDBOX_CODE_AND_PROCESS)
+			drop_engine(s, 1, NULL);
+	}
+	json_decref(ctx);
+	json_decref(r.pending);
+	json_decref(r.waitpoint);
+	fl_free(token);
+}
+
+static void lock_lost(void *arg, const struct bq_job *job)
+{
+	struct wk_worker *w = arg;
+	struct slot *s = &w->slots[job->slot];
+	atomic_store(&s->lost, 1);
+	/* The engine may be running a step that nobody will acknowledge: stop it now. */
+	pthread_mutex_lock(&s->lock);
+	wk_proc_kill(&s->engine);
+	pthread_mutex_unlock(&s->lock);
+	fl_warn("worker", "job '%s' lost its lock: stopping its engine", job->id);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct fl_err *err)
+{
+	const struct fl_config *cfg = o->cfg;
+	if (cfg->execution_mode != FL_EXEC_UNSANDBOXED)
+		return fl_err_set(err, FL_EUNSUPPORTED,
+				  "AP_EXECUTION_MODE %s is not available in this build; use "
+				  "UNSANDBOXED",
+				  fl_execution_mode_name(cfg->execution_mode));
+	struct wk_worker *w = fl_calloc(1, sizeof *w);
+	w->cfg = cfg;
+	w->app_url = fl_strdup(cfg->app_url);
+	size_t n = strlen(w->app_url);
+	while (n && w->app_url[n - 1] == '/')
+		w->app_url[--n] = '\0';
+	w->jwt_secret = fl_strdup(o->jwt_secret);
+	if (o->engine_exe) {
+		w->engine_exe = fl_strdup(o->engine_exe);
+	} else {
+		char exe[PATH_MAX];
+		ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+		if (len <= 0) {
+			fl_err_set(err, -errno, "cannot find our own binary: %s", strerror(errno));
+			wk_worker_free(w);
+			return err ? err->code : FL_EIO;
+		}
+		exe[len] = '\0';
+		w->engine_exe = fl_strdup(exe);
+	}
+	char host[64] = "localhost";
+	gethostname(host, sizeof host - 1);
+	snprintf(w->worker_name, sizeof w->worker_name, "%s:%d", host, (int)getpid());
+	w->n_slots = cfg->worker_concurrency;
+	w->slots = fl_calloc((size_t)w->n_slots, sizeof *w->slots);
+	for (int i = 0; i < w->n_slots; i++) {
+		w->slots[i].w = w;
+		w->slots[i].index = i;
+		pthread_mutex_init(&w->slots[i].lock, NULL);
+	}
+	static const char *const names[] = { "EXECUTE_FLOW", NULL };
+	struct bq_worker_opts qo;
+	bq_worker_opts_init(&qo);
+	qo.redis_url = o->redis_url;
+	qo.prefix = cfg->redis_prefix;
+	qo.queue = cfg->queue_name;
+	qo.worker_name = w->worker_name;
+	qo.concurrency = cfg->worker_concurrency;
+	qo.lock_duration_ms = cfg->lock_duration_s * 1000;
+	qo.stalled_interval_ms = cfg->stalled_interval_s * 1000;
+	qo.max_stalled_count = 3;
+	qo.job_names = names;
+	qo.remove_on_complete.kind = BQ_KEEP_NONE;
+	qo.remove_on_fail.kind = BQ_KEEP_LIMITS;
+	qo.remove_on_fail.count = -1;
+	qo.remove_on_fail.age_s = 7 * 24 * 3600;
+	qo.process = process;
+	qo.lock_lost = lock_lost;
+	qo.arg = w;
+	int rc = bq_worker_new(&qo, &w->queue, err);
+	if (rc) {
+		wk_worker_free(w);
+		return rc;
+	}
+	fl_log_fields(FL_LOG_INFO, "worker",
+		      json_pack("{sssissssssss}", "worker", w->worker_name, "concurrency",
+				cfg->worker_concurrency, "executionMode",
+				fl_execution_mode_name(cfg->execution_mode), "networkMode",
+				fl_network_mode_name(cfg->network_mode), "queue", cfg->queue_name,
+				"app", w->app_url),
+		      "worker started");
+	*out = w;
+	return 0;
+}
+
+int wk_worker_stop(struct wk_worker *w, int grace_ms)
+{
+	if (!w || !w->queue)
+		return 0;
+	int handed_back = bq_worker_stop(w->queue, grace_ms);
+	/* Jobs handed back are no longer ours: their engines stop, their slots return. */
+	atomic_store(&w->stopping, 1);
+	for (int i = 0; i < w->n_slots; i++) {
+		pthread_mutex_lock(&w->slots[i].lock);
+		wk_proc_kill(&w->slots[i].engine);
+		pthread_mutex_unlock(&w->slots[i].lock);
+	}
+	return handed_back;
+}
+
+void wk_worker_free(struct wk_worker *w)
+{
+	if (!w)
+		return;
+	if (w->queue) {
+		atomic_store(&w->stopping, 1);
+		for (int i = 0; i < w->n_slots; i++) {
+			pthread_mutex_lock(&w->slots[i].lock);
+			wk_proc_kill(&w->slots[i].engine);
+			pthread_mutex_unlock(&w->slots[i].lock);
+		}
+		bq_worker_free(w->queue);
+	}
+	for (int i = 0; i < w->n_slots; i++) {
+		wk_proc_finish(&w->slots[i].engine, 1, NULL);
+		pthread_mutex_destroy(&w->slots[i].lock);
+	}
+	fl_free(w->slots);
+	fl_free(w->app_url);
+	fl_free(w->jwt_secret);
+	fl_free(w->engine_exe);
+	fl_free(w);
+}
+
+int wk_worker_healthy(struct wk_worker *w)
+{
+	struct bq_worker_stats st = { 0 };
+	bq_worker_get_stats(w->queue, &st);
+	return st.connected;
+}
+
+void wk_worker_metrics(struct wk_worker *w, struct fl_buf *out)
+{
+	struct bq_worker_stats st = { 0 };
+	if (w->queue)
+		bq_worker_get_stats(w->queue, &st);
+	fl_buf_addf(out,
+		    "# HELP flowd_worker_slots Job slots of this worker (AP_WORKER_CONCURRENCY).\n"
+		    "# TYPE flowd_worker_slots gauge\nflowd_worker_slots %d\n"
+		    "# HELP flowd_worker_slots_busy Slots running a job now.\n"
+		    "# TYPE flowd_worker_slots_busy gauge\nflowd_worker_slots_busy %d\n"
+		    "# HELP flowd_worker_engines Engine processes alive now.\n"
+		    "# TYPE flowd_worker_engines gauge\nflowd_worker_engines %d\n"
+		    "# HELP flowd_worker_engines_peak Most engine processes alive at once.\n"
+		    "# TYPE flowd_worker_engines_peak gauge\nflowd_worker_engines_peak %d\n"
+		    "# HELP flowd_worker_engines_started_total Engine processes started.\n"
+		    "# TYPE flowd_worker_engines_started_total counter\n"
+		    "flowd_worker_engines_started_total %llu\n"
+		    "# HELP flowd_worker_jobs_total Jobs finished, by outcome at the queue.\n"
+		    "# TYPE flowd_worker_jobs_total counter\n"
+		    "flowd_worker_jobs_total{outcome=\"completed\"} %llu\n"
+		    "flowd_worker_jobs_total{outcome=\"failed\"} %llu\n"
+		    "flowd_worker_jobs_total{outcome=\"retried\"} %llu\n"
+		    "flowd_worker_jobs_total{outcome=\"lost\"} %llu\n"
+		    "flowd_worker_jobs_total{outcome=\"rejected\"} %llu\n"
+		    "# HELP flowd_worker_redis_connected Whether the worker reaches Redis.\n"
+		    "# TYPE flowd_worker_redis_connected gauge\nflowd_worker_redis_connected %d\n"
+		    "# HELP flowd_worker_runs_total Runs this worker finished, by status.\n"
+		    "# TYPE flowd_worker_runs_total counter\n",
+		    w->n_slots, st.busy, atomic_load(&w->engines_running),
+		    atomic_load(&w->engines_peak), (unsigned long long)atomic_load(&w->engines_started),
+		    (unsigned long long)st.completed, (unsigned long long)st.failed,
+		    (unsigned long long)st.retried, (unsigned long long)st.lost,
+		    (unsigned long long)atomic_load(&w->jobs_rejected), st.connected ? 1 : 0);
+	for (int i = 0; final_statuses[i]; i++)
+		fl_buf_addf(out, "flowd_worker_runs_total{status=\"%s\"} %llu\n", final_statuses[i],
+			    (unsigned long long)atomic_load(&w->runs_by_status[i]));
+}
