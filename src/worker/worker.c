@@ -325,6 +325,10 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		if (v && !json_is_null(v))
 			json_object_set(op, from_ctx[i], v);
 	}
+	json_t *net = json_pack("{ss}", "mode", fl_network_mode_name(w->cfg->network_mode));
+	if (w->cfg->ssrf_allow_list)
+		json_object_set_new(net, "allowList", json_string(w->cfg->ssrf_allow_list));
+	json_object_set_new(op, "network", net);
 	if (!json_object_get(op, "flowVersion")) {
 		json_decref(op);
 		return status_result("INTERNAL_ERROR", "the app's run context has no flowVersion");
