@@ -137,6 +137,8 @@ static int on_finished(void *ctx, const struct eng_step_event *ev)
 	json_t *m = json_pack("{s:s, s:s, s:s, s:O, s:O, s:b, s:b}", "type", "step_finished",
 			      "name", ev->step->name, "path", ev->path, "pathJson", ev->path_json,
 			      "record", ev->record, "effects", ev->effects, "ack", ack);
+	if (ev->console)
+		json_object_set_new(m, "console", json_string(ev->console));
 	if (emit(h, m))
 		return FL_EIO;
 	return ack ? wait_ack(h) : 0;

@@ -145,16 +145,10 @@ static int ensure_engine(struct job_run *r, struct fl_err *err)
 	snprintf(level, sizeof level, "AP_LOG_LEVEL=%s",
 		 (const char *[]){ "debug", "info", "warn", "error", "fatal" }[w->cfg->log_level]);
 	snprintf(pretty, sizeof pretty, "AP_LOG_PRETTY=%s", w->cfg->log_pretty ? "true" : "false");
-	/* The engine applies the network policy itself (net/policy.h): pass it on. */
-	char *mode = fl_asprintf("AP_NETWORK_MODE=%s", fl_network_mode_name(w->cfg->network_mode));
-	char *allow = fl_asprintf("AP_SSRF_ALLOW_LIST=%s",
-				  w->cfg->ssrf_allow_list ? w->cfg->ssrf_allow_list : "");
-	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, mode, allow, NULL };
+	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, NULL };
 	pthread_mutex_lock(&s->lock);
 	int rc = wk_proc_spawn(&s->engine, argv, envp, w->cfg->sandbox_memory_limit_kb, err);
 	pthread_mutex_unlock(&s->lock);
-	fl_free(mode);
-	fl_free(allow);
 	if (rc)
 		return rc;
 	int running = atomic_fetch_add(&w->engines_running, 1) + 1;
@@ -320,17 +314,26 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
 	int64_t timeout_ms = (int64_t)w->cfg->flow_timeout_s * 1000;
 	json_t *resume = json_object_get(ctx, "resume");
-	json_t *op = json_pack(
-		"{ssssssOsOsOss sI s{sIsIsI}}", "type", "run", "runId", r->run_id, "flowId",
-		json_string_value(json_object_get(ctx, "flowId")), "flowVersion",
-		json_object_get(ctx, "flowVersion"), "triggerOutput",
-		json_object_get(ctx, "triggerOutput"), "steps", json_object_get(ctx, "steps"),
-		"frontendUrl", json_string_value(json_object_get(ctx, "frontendUrl")), "attempt",
-		r->attempt, "limits", "logSizeBytes",
-		json_integer_value(json_object_get(ctx, "logSizeLimitBytes")), "jsTimeMs",
-		(json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs", (json_int_t)timeout_ms);
-	if (!op)
-		return status_result("INTERNAL_ERROR", "the app's run context is incomplete");
+	json_t *op = json_pack("{sssssIs{sIsIsI}}", "type", "run", "runId", r->run_id, "attempt",
+			       r->attempt, "limits", "logSizeBytes",
+			       json_integer_value(json_object_get(ctx, "logSizeLimitBytes")),
+			       "jsTimeMs", (json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs",
+			       (json_int_t)timeout_ms);
+	static const char *const from_ctx[] = { "flowId", "flowVersion", "triggerOutput", "steps",
+						"frontendUrl", NULL };
+	for (int i = 0; from_ctx[i]; i++) {
+		json_t *v = json_object_get(ctx, from_ctx[i]);
+		if (v && !json_is_null(v))
+			json_object_set(op, from_ctx[i], v);
+	}
+	json_t *net = json_pack("{ss}", "mode", fl_network_mode_name(w->cfg->network_mode));
+	if (w->cfg->ssrf_allow_list)
+		json_object_set_new(net, "allowList", json_string(w->cfg->ssrf_allow_list));
+	json_object_set_new(op, "network", net);
+	if (!json_object_get(op, "flowVersion")) {
+		json_decref(op);
+		return status_result("INTERNAL_ERROR", "the app's run context has no flowVersion");
+	}
 	if (json_is_object(resume))
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
 	if (reply_engine(s, op)) {
