@@ -3,7 +3,9 @@
 fetch reach the allowed server (127.0.0.2, through AP_SSRF_ALLOW_LIST), and are refused, before
 any connection, every spelling of 127.0.0.1, localhost, [::1], a redirect from the allowed server
 to 127.0.0.1, and a name whose answer mixes an allowed and a blocked address. UNRESTRICTED reaches
-everything. Each local server counts the connections that reach it."""
+everything. Under `flowd serve`, the app's own port is refused like any loopback address, and the
+allowed server is reached through the worker's engines. Each local server counts the
+connections that reach it."""
 import http.server
 import json
 import os
@@ -15,6 +17,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 FLOWD = os.environ.get("FLOWD") or sys.exit("FLOWD is not set")
 failures = []
@@ -163,6 +167,75 @@ def netns_hosts_wrapper(tmp, text):
     return wrap
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_phase(tmp, base_env, two):
+    """flowd serve under STRICT: the app's own port is blocked, 127.0.0.2 is reached."""
+    var = os.path.join(tmp, "serve-var")
+    port = free_port()
+    env = dict(base_env, AP_CONFIG_PATH=var, AP_PORT=str(port), AP_API_KEY="net-test-key",
+               AP_NETWORK_MODE="STRICT", AP_SSRF_ALLOW_LIST="127.0.0.2")
+    log = open(os.path.join(tmp, "serve.log"), "w")
+    proc = subprocess.Popen([FLOWD, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method, path, body=None, auth=True):
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = "Bearer net-test-key"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(base + path, method=method, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, None
+
+    def run(flow):
+        _, created = call("POST", "/v1/flows", flow)
+        _, started = call("POST", f"/v1/webhooks/{created['id']}", {}, auth=False)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            _, r = call("GET", f"/v1/flow-runs/{started['runId']}")
+            if r and r["status"] not in ("QUEUED", "RUNNING"):
+                return r
+            time.sleep(0.1)
+        return None
+
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if call("GET", "/v1/health", auth=False)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        for kind, make in (("http", http_flow), ("fetch", fetch_flow)):
+            r = run(make(f"{base}/v1/health"))
+            msg = ((r or {}).get("failedStep") or {}).get("message", "")
+            check(f"serve: {kind} to the app's own port is blocked",
+                  r and r["status"] == "FAILED" and
+                  msg.endswith("blocked address 127.0.0.1 for host '127.0.0.1' (loopback)"),
+                  f"run={r}")
+            before = two.connections
+            r = run(make(f"http://127.0.0.2:{two.port}/"))
+            check(f"serve: {kind} reaches the allowed server",
+                  r and r["status"] == "SUCCEEDED" and two.reached() > before, f"run={r}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="flowd-net-")
     one = Server("one", "127.0.0.1")
@@ -208,6 +281,10 @@ def main():
                                  dict(strict, AP_SSRF_ALLOW_LIST="127.0.0.2,nonsense"))
         check("bad allow list refused", rc == 2 and "nonsense" in stderr,
               f"rc={rc} stderr={stderr[-300:]}")
+        if shutil.which("redis-server"):
+            serve_phase(tmp, base, two)
+        else:
+            print("skip flowd serve: no redis-server")
     finally:
         for s in servers:
             s.stop()
