@@ -51,8 +51,12 @@ enum sb_flags {
 	SB_CODE_FILTER = 1u << 2,
 };
 
+/* Smallest memory limit a sandbox accepts (see cgroup.c). */
+#define SB_MIN_MEMORY (16 << 20)
+
 struct sb_limits {
-	int64_t memory_bytes;    /* cgroup memory limit (v2 memory.max, v1 limit_in_bytes); 0: none */
+	int64_t memory_bytes;    /* cgroup memory limit (v2 memory.max, v1 limit_in_bytes), at least
+				  * SB_MIN_MEMORY; 0: none */
 	int64_t tmp_bytes;       /* size of the private /tmp (tmpfs size=); also bounds its inodes */
 	int64_t file_size_bytes; /* RLIMIT_FSIZE; 0: none */
 	int cpu_seconds;         /* RLIMIT_CPU (soft = hard: SIGKILL at the limit); 0: none */

@@ -327,6 +327,12 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 		return fl_err_set(err, FL_EINVAL, "a sandbox takes at most %d fds", SB_MAX_FDS);
 	if (!req->pending && (!req->argv || !req->argv[0] || (!req->entry && req->argv[0][0] != '/')))
 		return fl_err_set(err, FL_EINVAL, "the sandbox payload must be an absolute path");
+	/* Until it execs, the sandbox shares the worker's memory (CLONE_VM), and the OOM killer
+	 * kills every process sharing a victim's memory: a limit its set-up could reach would take
+	 * the worker down with it. Set-up needs well under 1 MiB. */
+	if (req->limits.memory_bytes > 0 && req->limits.memory_bytes < SB_MIN_MEMORY)
+		return fl_err_set(err, FL_EINVAL, "sandbox memory limit %lld bytes is below the minimum of %d MiB",
+				  (long long)req->limits.memory_bytes, SB_MIN_MEMORY >> 20);
 	if (req->limits.memory_bytes > 0 && !host->cgroup)
 		return fl_err_set(err, FL_EUNSUPPORTED,
 				  "sandbox step 'cgroup' failed: no cgroup for the memory limit: %s",

@@ -200,6 +200,15 @@ static void test_host_check(void **state)
 	assert_true(json_is_false(json_object_get(j, "sandbox")));
 	assert_non_null(json_object_get(json_object_get(j, "missing"), "sandbox"));
 	json_decref(j);
+
+	/* A memory limit the set-up itself could hit is refused, before anything is started. */
+	full_host(&h);
+	snprintf(h.cgroup_dir, sizeof h.cgroup_dir, "/nonexistent");
+	sb_opts_init(&opts, &h, root = sb_root_new());
+	opts.limits.memory_bytes = 1 << 20;
+	assert_int_equal(sb_spawn(&opts, argv, NULL, 0, &child, &err), FL_EINVAL);
+	assert_non_null(strstr(err.msg, "minimum"));
+	sb_root_free(root);
 }
 
 static void test_filters(void **state)
