@@ -66,6 +66,7 @@ void js_runtime_free(struct js_runtime *rt)
 {
 	if (!rt)
 		return;
+	js_code_runtime_release(rt);
 	JSClassRelease(rt->scope_class);
 	JSClassRelease(rt->code_class);
 	JSContextGroupRelease(rt->group);
