@@ -21,6 +21,8 @@ void cmd_print_usage(const struct cmd *c);
 int cmd_wants_help(int argc, char **argv);
 
 int cmd_help(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_engine(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_worker(int argc, char **argv);

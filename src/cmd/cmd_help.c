@@ -22,6 +22,10 @@ const struct cmd cmd_table[] = {
 	  "AP_CONFIG_PATH/api-key and printed once; AP_JWT_SECRET likewise in jwt-secret.\n"
 	  "SIGTERM or SIGINT stops it gracefully: no new connections, sync webhook calls get up\n"
 	  "to AP_WEBHOOK_TIMEOUT_SECONDS (at most 10 s) to be answered.\n" },
+	{ "engine", cmd_engine, "internal: the engine process, driven over pipes by a worker",
+	  "usage: flowd engine\n\n"
+	  "Reads operations as JSON lines on stdin and writes events as JSON lines on stdout\n"
+	  "(see src/engine/proto.h). Started by the worker; not meant to be run by hand.\n" },
 	{ "flows", cmd_flows, "push and list flows through the app's API",
 	  "usage: flowd flows push FILE [--json]\n"
 	  "       flowd flows ls [--limit N] [--json]\n"
@@ -54,6 +58,16 @@ const struct cmd cmd_table[] = {
 	  "\n"
 	  "STATE is waiting, active, delayed, prioritized, completed, failed or paused (active\n"
 	  "cannot be cleaned). Exit status: 0 done, 1 Redis failed, 2 bad usage.\n" },
+	{ "run", cmd_run, "run one flow once, locally, with no Redis and no app",
+	  "usage: flowd run FLOW.json [--payload FILE|JSON] [--json]\n\n"
+	  "Runs the flow in FLOW.json (a flow version, an export or a template) once, in this\n"
+	  "process. The payload is the trigger step's output as later steps see it; for a webhook\n"
+	  "flow {\"body\",\"headers\",\"queryParams\",\"method\"}. Default: {}.\n\n"
+	  "  --payload FILE|JSON  the trigger output, from a file or inline JSON\n"
+	  "  --json               print the run result as JSON instead of a line per step\n\n"
+	  "Store entries live in memory for the run. A step that pauses (a long delay, an\n"
+	  "approval) ends the run PAUSED.\n"
+	  "Exit status: 0 SUCCEEDED or PAUSED, 1 any other run status, 2 unusable input.\n" },
 	{ "runs", cmd_runs, "list, show, retry and cancel flow runs through the app's API",
 	  "usage: flowd runs ls [--flow ID] [--status S[,S...]] [--limit N] [--json]\n"
 	  "       flowd runs show RUN_ID [--json]\n"

@@ -80,7 +80,7 @@ static int run_roles(const char *cmd, struct fl_config *cfg, const struct serve_
 				cfg->config_path, strerror(errno));
 			return 1;
 		}
-		char *dir = fl_asprintf("%s/redis", cfg->config_path);
+		char *dir = fl_asprintf("%s/" BQ_SERVER_SUBDIR, cfg->config_path);
 		int rc = bq_server_start(&redis, dir, &err);
 		fl_free(dir);
 		if (rc) {

@@ -10,6 +10,7 @@
 #include "core/time.h"
 #include "engine/engine.h"
 #include "engine/flow.h"
+#include "net/policy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,14 @@
 #ifndef FLOWD_VERSION
 #define FLOWD_VERSION "0.1.0"
 #endif
+
+/* The engine of the last operation, kept while its settings stay the same. */
+struct engine_cache {
+	struct eng_engine *engine;
+	struct net_policy *policy;
+	int64_t js_ms;
+	char *net_key; /* "<mode>|<allow list>" the policy was built from */
+};
 
 struct pipe_host {
 	FILE *in, *out;
@@ -200,28 +209,76 @@ static int64_t limit_of(const json_t *limits, const char *key)
 	return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
 }
 
-/* Runs one operation. The engine is (re)created when the JS time limit changes. */
-static void serve_run(struct pipe_host *h, struct eng_engine **engine, int64_t *engine_js_ms,
-		      const json_t *op)
+/* The engine for an operation: the cached one, or a new one when the JS time limit or the
+ * network settings differ. The network comes from the operation's "network", else from
+ * AP_NETWORK_MODE and AP_SSRF_ALLOW_LIST in the environment. Returns 0 or FL_ECONFIG. */
+static int engine_for(struct engine_cache *c, const json_t *op, struct fl_err *err)
+{
+	const json_t *net = json_object_get(op, "network");
+	const char *mode = json_string_value(json_object_get(net, "mode"));
+	const char *allow = json_string_value(json_object_get(net, "allowList"));
+	if (!mode)
+		mode = getenv("AP_NETWORK_MODE");
+	if (!allow && !net)
+		allow = getenv("AP_SSRF_ALLOW_LIST");
+	if (!mode || !*mode)
+		mode = "UNRESTRICTED";
+	int64_t js_ms = limit_of(json_object_get(op, "limits"), "jsTimeMs");
+	char *key = fl_asprintf("%s|%s", mode, allow ? allow : "");
+	if (c->engine && js_ms == c->js_ms && !strcmp(key, c->net_key)) {
+		fl_free(key);
+		return 0;
+	}
+	enum fl_network_mode m;
+	if (!strcmp(mode, "UNRESTRICTED")) {
+		m = FL_NET_UNRESTRICTED;
+	} else if (!strcmp(mode, "STRICT")) {
+		m = FL_NET_STRICT;
+	} else {
+		fl_free(key);
+		return fl_err_set(err, FL_ECONFIG,
+				  "network mode '%s' is not UNRESTRICTED or STRICT", mode);
+	}
+	struct net_policy *policy = NULL;
+	int rc = net_policy_new(m, allow && *allow ? allow : NULL, &policy, err);
+	if (rc) {
+		fl_free(key);
+		return rc;
+	}
+	eng_engine_free(c->engine);
+	net_policy_free(c->policy);
+	fl_free(c->net_key);
+	c->policy = policy;
+	c->net_key = key;
+	c->js_ms = js_ms;
+	struct eng_engine_opts eo = { .js_time_limit_ms = js_ms, .policy = policy };
+	c->engine = eng_engine_new(&eo);
+	return 0;
+}
+
+static void engine_cache_release(struct engine_cache *c)
+{
+	eng_engine_free(c->engine);
+	net_policy_free(c->policy);
+	fl_free(c->net_key);
+}
+
+/* Runs one operation. */
+static void serve_run(struct pipe_host *h, struct engine_cache *cache, const json_t *op)
 {
 	const char *run_id = json_string_value(json_object_get(op, "runId"));
 	h->run_id = run_id ? run_id : "";
 	const json_t *limits = json_object_get(op, "limits");
 	const json_t *flags = json_object_get(op, "flags");
 	h->ack_all = json_is_true(json_object_get(flags, "ackAll"));
-	int64_t js_ms = limit_of(limits, "jsTimeMs");
-	if (!*engine || js_ms != *engine_js_ms) {
-		eng_engine_free(*engine);
-		struct eng_engine_opts eo = { .js_time_limit_ms = js_ms };
-		*engine = eng_engine_new(&eo);
-		*engine_js_ms = js_ms;
-	}
 
 	struct fl_err err = { 0 };
 	struct eng_flow *flow = NULL;
 	const json_t *version = json_object_get(op, "flowVersion");
 	int rc = version ? eng_flow_parse(version, 0, &flow, &err)
 			 : fl_err_set(&err, FL_EINVAL, "the operation has no flowVersion");
+	if (!rc)
+		rc = engine_for(cache, op, &err);
 	if (!rc && !run_id)
 		rc = fl_err_set(&err, FL_EINVAL, "the operation has no runId");
 	json_t *result = NULL;
@@ -249,7 +306,7 @@ static void serve_run(struct pipe_host *h, struct eng_engine **engine, int64_t *
 			.store_put = on_store_put,
 			.store_delete = on_store_delete,
 		};
-		rc = eng_run(*engine, flow, &ro, &host, &result, &status, &err);
+		rc = eng_run(cache->engine, flow, &ro, &host, &result, &status, &err);
 	}
 	if (h->broken) {
 		json_decref(result);
@@ -270,8 +327,7 @@ int eng_proto_serve(FILE *in, FILE *out)
 {
 	struct pipe_host h = { .in = in, .out = out };
 	/* Created at the first operation, not before: a zygote's children start no VM early. */
-	struct eng_engine *engine = NULL;
-	int64_t engine_js_ms = 0;
+	struct engine_cache cache = { 0 };
 	emit(&h, json_pack("{s:s, s:i, s:s}", "type", "ready", "protocol", ENG_PROTO_VERSION,
 			   "version", FLOWD_VERSION));
 	while (!h.broken) {
@@ -289,11 +345,11 @@ int eng_proto_serve(FILE *in, FILE *out)
 			json_decref(m);
 			break;
 		}
-		serve_run(&h, &engine, &engine_js_ms, m);
+		serve_run(&h, &cache, m);
 		h.run_id = NULL;
 		json_decref(m);
 	}
-	eng_engine_free(engine);
+	engine_cache_release(&cache);
 	free(h.line);
 	if (h.bad_input)
 		return ENG_PROTO_EXIT_BAD_INPUT;

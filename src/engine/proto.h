@@ -20,6 +20,10 @@
  *    "limits":{"logSizeBytes":n,       AP_MAX_FLOW_RUN_LOG_SIZE_MB in bytes (default 10 MiB)
  *              "jsTimeMs":n,           per template evaluation and code step (default 10000)
  *              "timeoutMs":n},         no step starts after this many ms (TIMEOUT); 0: none
+ *    "network":{"mode":"STRICT"|"UNRESTRICTED","allowList":"10.0.0.5,192.168.1.0/24"},
+ *                                      the policy of the http piece and fetch (DESIGN.md §7);
+ *                                      absent: AP_NETWORK_MODE and AP_SSRF_ALLOW_LIST from the
+ *                                      engine's environment, else UNRESTRICTED
  *    "flags":{"ackAll":bool}}          ackAll: wait for an ack after every step, not only after
  *                                      steps with effects
  *

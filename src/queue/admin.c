@@ -1,6 +1,7 @@
 /* The operator side of the queue: counts, listing, retry, clean, pause and resume, each the
  * same transition BullMQ's Queue performs, so that `flowd queue` and a Node dashboard agree. */
 #include "queue/queue_int.h"
+#include "queue/server.h"
 
 #include "core/alloc.h"
 #include "core/err.h"
@@ -12,7 +13,7 @@
 
 char *bq_embedded_redis_url(const char *config_path)
 {
-	return fl_asprintf("unix://%s/redis.sock", config_path ? config_path : "./var");
+	return fl_asprintf("unix://%s/" BQ_SERVER_SUBDIR "/redis.sock", config_path ? config_path : "./var");
 }
 
 static const char *const states[] = { "waiting",   "active", "delayed", "prioritized",

@@ -97,7 +97,7 @@ int bq_job_add(struct bq_queue *q, const char *name, const char *data,
 /* ---- Operator view (flowd queue) ----------------------------------------------------------- */
 
 /* The URL of the private redis-server that `flowd serve` starts when AP_REDIS_URL is unset:
- * "unix://<config_path>/redis.sock". Heap string; the caller frees it with fl_free. */
+ * "unix://<config_path>/redis/redis.sock". Heap string; the caller frees it with fl_free. */
 char *bq_embedded_redis_url(const char *config_path);
 
 /* Counts per state, the numbers BullMQ's getJobCounts gives (paused: the legacy BullMQ 5 list,

@@ -9,6 +9,9 @@
 
 struct fl_err;
 
+/* The server's directory under AP_CONFIG_PATH; bq_embedded_redis_url (bq.h) points into it. */
+#define BQ_SERVER_SUBDIR "redis"
+
 struct bq_server {
 	pid_t pid;
 	char *dir;
