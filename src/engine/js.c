@@ -8,6 +8,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,12 @@ struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts)
 	 * first VM is created; an explicit setting in the environment wins. */
 	setenv("JSC_usePollingTraps", "true", 0);
 	rt->group = JSContextGroupCreate();
+	/* A JSContextGroupRef is the VM itself (JavaScriptCore's APICast.h), so the exported
+	 * C++ member function can be called with it as `this`. FLOWD_JS_TOP_LEVEL_JOBS=1 turns
+	 * this off, to test the fallback. */
+	const char *off = getenv("FLOWD_JS_TOP_LEVEL_JOBS");
+	if (!off || strcmp(off, "1") != 0)
+		rt->drain = (void (*)(void *))dlsym(RTLD_DEFAULT, "_ZN3JSC2VM15drainMicrotasksEv");
 	JSContextGroupSetExecutionTimeLimit(rt->group, (double)rt->time_limit_ms / 1000.0,
 					    on_time_limit, rt);
 
@@ -297,6 +304,34 @@ char *js_format_number(double d, char out[32])
 
 /* ---- scripts ---- */
 
+void js_drain(struct js_runtime *rt, JSContextRef ctx)
+{
+	/* A C callback runs without the VM's heap access; the API functions take it back
+	 * through the API lock, and so must we before running JavaScript from here. */
+	JSLock(ctx);
+	rt->drain((void *)rt->group);
+	JSUnlock(ctx);
+}
+
+struct js_nested_eval {
+	JSStringRef source;
+	JSValueRef result, exception;
+};
+
+/* Runs inside a VM entry of its own: evaluates the script, then its promise jobs, so that the
+ * watchdog covers both. */
+static JSValueRef nested_eval_entry(JSContextRef ctx, JSObjectRef fn, JSObjectRef self,
+				    size_t argc, const JSValueRef argv[], JSValueRef *exception)
+{
+	struct js_global *g = JSObjectGetPrivate(JSContextGetGlobalObject(ctx));
+	struct js_runtime *rt = g->rt;
+	struct js_nested_eval *ne = rt->nested_eval;
+	ne->result = JSEvaluateScript(ctx, ne->source, NULL, NULL, 1, &ne->exception);
+	if (!rt->terminated)
+		js_drain(rt, ctx);
+	return JSValueMakeUndefined(ctx);
+}
+
 int js_eval_script(struct js_runtime *rt, JSContextRef ctx, const char *source, size_t len,
 		   JSValueRef *result, struct fl_err *err)
 {
@@ -308,9 +343,22 @@ int js_eval_script(struct js_runtime *rt, JSContextRef ctx, const char *source, 
 	if (text != stackbuf)
 		fl_free(text);
 
-	JSValueRef exc = NULL;
+	JSValueRef exc = NULL, r;
 	js_enter(rt);
-	JSValueRef r = JSEvaluateScript(ctx, src, NULL, NULL, 1, &exc);
+	if (rt->drain && JSObjectGetPrivate(JSContextGetGlobalObject(ctx))) {
+		/* Promise jobs run at the top level would each get a fresh time limit, and an
+		 * endless chain of them (`for (;;) await null`) could never be stopped. */
+		struct js_nested_eval ne = { .source = src };
+		rt->nested_eval = &ne;
+		JSObjectRef fn = JSObjectMakeFunctionWithCallback(ctx, NULL, nested_eval_entry);
+		JSObjectCallAsFunction(ctx, fn, NULL, 0, NULL, &exc);
+		rt->nested_eval = NULL;
+		r = ne.result;
+		if (!exc)
+			exc = ne.exception;
+	} else {
+		r = JSEvaluateScript(ctx, src, NULL, NULL, 1, &exc);
+	}
 	JSStringRelease(src);
 	if (js_leave_terminated(rt, ctx))
 		return fl_err_set(err, FL_ETIMEOUT, "script ran past its time limit of %lld ms",
