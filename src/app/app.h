@@ -25,7 +25,7 @@ struct app_opts {
 	const char *jwt_secret;      /* engine token secret */
 	int http_threads;            /* 0: 4 */
 	int background;              /* start the scheduler, reaper and sync-wait threads */
-	int reaper_interval_ms;      /* 0: 5000 */
+	int reaper_interval_ms;      /* 0: half the reaper's grace, at most 5000 */
 	int schedule_interval_ms;    /* 0: 500 */
 };
 

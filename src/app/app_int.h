@@ -177,6 +177,8 @@ int app_flow_schedule(const json_t *version, char **cron, char **tz, char **outp
 /* ---- background work ---- */
 
 void app_schedule_release(struct app *a);
+/* How long a run may sit unchanged before the reaper looks at its job. */
+int64_t app_reaper_grace_ms(const struct fl_config *cfg);
 
 void app_bg_start(struct app *a);
 void app_bg_stop(struct app *a);

@@ -48,6 +48,7 @@ struct run {
 	struct fl_buf path;
 	json_t *path_json;
 	int64_t retry_base_ms;
+	struct fl_buf console; /* what the running code step printed */
 };
 
 enum walk { WALK_ON, WALK_STOP };
@@ -222,6 +223,7 @@ static enum walk report(struct run *r, const struct eng_step *s, const json_t *r
 		.record = rec,
 		.effects = effects,
 		.duration_us = duration_us,
+		.console = s->type == ENG_STEP_CODE && r->console.len ? r->console.data : NULL,
 	};
 	if (r->host->step_finished(r->host->ctx, &ev) < 0) {
 		r->status = ENG_INTERNAL_ERROR;
@@ -341,9 +343,13 @@ static int run_once(struct run *r, const struct eng_step *s, const struct pc_act
 		struct js_code_ctx jc = { .run_id = r->run_id,
 					  .step_path = r->path.data,
 					  .request_count = &ctx->request_count };
-		struct fl_buf console = FL_BUF_INIT;
-		int rc = js_run_code(r->e->js, s->code, input, &jc, output, &console, err);
-		fl_buf_release(&console);
+		/* A failure's message carries the console output already. */
+		size_t before = r->console.len;
+		int rc = js_run_code(r->e->js, s->code, input, &jc, output, &r->console, err);
+		if (rc) {
+			r->console.len = before;
+			r->console.data[before] = '\0';
+		}
 		return rc;
 	}
 	return action->run(ctx, input, output, err);
@@ -385,6 +391,7 @@ static enum walk run_action(struct run *r, const struct eng_step *s, json_t *lev
 
 	if (r->host->step_started)
 		r->host->step_started(r->host->ctx, s, r->path.data);
+	fl_buf_reset(&r->console);
 	int64_t t0 = fl_mono_us();
 	struct fl_err err = { 0 };
 	const struct pc_action *action = NULL;
@@ -503,6 +510,7 @@ static enum walk run_action(struct run *r, const struct eng_step *s, json_t *lev
 	}
 	json_decref(rec);
 	json_decref(output);
+	fl_buf_reset(&r->console);
 	return next;
 }
 
@@ -739,6 +747,7 @@ int eng_run(struct eng_engine *e, const struct eng_flow *flow, const struct eng_
 		.status = ENG_SUCCEEDED,
 		.path = FL_BUF_INIT,
 		.path_json = json_array(),
+		.console = FL_BUF_INIT,
 		.retry_base_ms = eng_retry_base_ms(),
 	};
 	const char *fe = opts->frontend_url && *opts->frontend_url ? opts->frontend_url
@@ -791,6 +800,7 @@ int eng_run(struct eng_engine *e, const struct eng_flow *flow, const struct eng_
 	json_decref(r.waitpoint);
 	json_decref(r.path_json);
 	fl_buf_release(&r.path);
+	fl_buf_release(&r.console);
 	fl_free(r.frontend);
 	*result = res;
 	if (status)

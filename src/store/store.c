@@ -1179,20 +1179,23 @@ static int finish_locked(struct store *s, struct store_conn *c, const struct sto
 	if (rc)
 		return rc;
 	const char *status = store_run_status_name(f->status);
-	if (run.attempt != f->attempt) {
-		rc = fl_err_set(err, FL_ECONFLICT,
-				"attempt %d of run '%s' was superseded by attempt %d", f->attempt,
-				f->run_id, run.attempt);
-	} else if (run.status != STORE_RUN_RUNNING) {
-		/* The same result posted twice (a retried request) is a success that changes
-		 * nothing; anything else means the run moved on. */
+	if (run.attempt != f->attempt || run.status != STORE_RUN_RUNNING) {
+		/* The same result posted twice (a retried request, or /pause then /result) succeeds
+		 * and changes nothing, even if a later attempt has started since; anything else
+		 * means the run moved on without this attempt. */
 		char *ended = NULL;
 		rc = s->drv->query(c,
 				   "SELECT status FROM run_attempts WHERE run_id = ? AND attempt = ?",
 				   P(T(f->run_id), I(f->attempt)), text_row, &ended, err);
-		if (!rc && !(ended && !strcmp(ended, status)))
-			rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is already %s", f->run_id,
-					store_run_status_name(run.status));
+		if (!rc && !(ended && !strcmp(ended, status))) {
+			if (run.attempt != f->attempt)
+				rc = fl_err_set(err, FL_ECONFLICT,
+						"attempt %d of run '%s' was superseded by attempt %d",
+						f->attempt, f->run_id, run.attempt);
+			else
+				rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is already %s",
+						f->run_id, store_run_status_name(run.status));
+		}
 		fl_free(ended);
 		store_run_release(&run);
 		return rc;

@@ -12,6 +12,7 @@
 #include "core/secret.h"
 #include "core/time.h"
 #include "core/token.h"
+#include "net/policy.h"
 #include "queue/bq.h"
 #include "worker/app_client.h"
 #include "worker/engine_proc.h"
@@ -380,18 +381,26 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	r->flow_version = json_object_get(ctx, "flowVersion");
 	int64_t timeout_ms = (int64_t)w->cfg->flow_timeout_s * 1000;
 	json_t *resume = json_object_get(ctx, "resume");
-	/* Missing pieces of the context fail the pack (NULL), not the worker. */
-	json_t *op = json_pack(
-		"{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:I, s:{s:I, s:I, s:I}}", "type", "run", "runId",
-		r->run_id, "flowId", json_string_value(json_object_get(ctx, "flowId")), "flowVersion",
-		json_object_get(ctx, "flowVersion"), "triggerOutput",
-		json_object_get(ctx, "triggerOutput"), "steps", json_object_get(ctx, "steps"),
-		"frontendUrl", json_string_value(json_object_get(ctx, "frontendUrl")), "attempt",
-		(json_int_t)r->attempt, "limits", "logSizeBytes",
-		(json_int_t)json_integer_value(json_object_get(ctx, "logSizeLimitBytes")), "jsTimeMs",
-		(json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs", (json_int_t)timeout_ms);
-	if (!op)
-		return status_result(r, "INTERNAL_ERROR", "the app's run context is incomplete");
+	json_t *op = json_pack("{sssssIs{sIsIsI}}", "type", "run", "runId", r->run_id, "attempt",
+			       r->attempt, "limits", "logSizeBytes",
+			       json_integer_value(json_object_get(ctx, "logSizeLimitBytes")),
+			       "jsTimeMs", (json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs",
+			       (json_int_t)timeout_ms);
+	static const char *const from_ctx[] = { "flowId", "flowVersion", "triggerOutput", "steps",
+						"frontendUrl", NULL };
+	for (int i = 0; from_ctx[i]; i++) {
+		json_t *v = json_object_get(ctx, from_ctx[i]);
+		if (v && !json_is_null(v))
+			json_object_set(op, from_ctx[i], v);
+	}
+	json_t *net = json_pack("{ss}", "mode", fl_network_mode_name(w->cfg->network_mode));
+	if (w->cfg->ssrf_allow_list)
+		json_object_set_new(net, "allowList", json_string(w->cfg->ssrf_allow_list));
+	json_object_set_new(op, "network", net);
+	if (!json_object_get(op, "flowVersion")) {
+		json_decref(op);
+		return status_result(r, "INTERNAL_ERROR", "the app's run context has no flowVersion");
+	}
 	if (json_is_object(resume))
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
 	if (reply_engine(s, op)) {
@@ -574,6 +583,15 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 				  "AP_EXECUTION_MODE %s is not available in this build; use "
 				  "UNSANDBOXED",
 				  fl_execution_mode_name(cfg->execution_mode));
+	/* A bad AP_SSRF_ALLOW_LIST entry stops the worker at start, not its first flow. */
+	struct net_policy *policy;
+	int prc = net_policy_from_config(cfg, &policy, err);
+	if (prc)
+		return prc;
+	char *policy_line = net_policy_describe(policy);
+	fl_info("worker", "%s", policy_line);
+	fl_free(policy_line);
+	net_policy_free(policy);
 	struct wk_worker *w = fl_calloc(1, sizeof *w);
 	w->cfg = cfg;
 	w->app_url = fl_strdup(cfg->app_url);
