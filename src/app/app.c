@@ -53,6 +53,7 @@ struct app *app_new(const struct app_opts *o, struct fl_err *err)
 	app_metrics_init(&a->metrics);
 	pthread_mutex_init(&a->sync.mu, NULL);
 	pthread_mutex_init(&a->sched_mu, NULL);
+	pthread_mutex_init(&a->flow_mu, NULL);
 	pthread_mutex_init(&a->bg_mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -72,6 +73,9 @@ void app_free(struct app *a)
 	app_metrics_release(&a->metrics);
 	pthread_mutex_destroy(&a->sync.mu);
 	pthread_mutex_destroy(&a->sched_mu);
+	for (int i = 0; i < APP_FLOW_CACHE; i++)
+		json_decref(a->flows[i].version);
+	pthread_mutex_destroy(&a->flow_mu);
 	pthread_mutex_destroy(&a->bg_mu);
 	pthread_cond_destroy(&a->bg_cv);
 	fl_free(a->api_key);

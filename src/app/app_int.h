@@ -83,6 +83,19 @@ void app_sync_abort_all(struct app *a);
 
 struct app_sched_entry;
 
+/* Flows as webhooks need them, cached for a second: a webhook then costs no read of the store.
+ * A change made through this app is seen at once; one made through another replica within
+ * APP_FLOW_CACHE_MS. */
+#define APP_FLOW_CACHE 128
+#define APP_FLOW_CACHE_MS 1000
+
+struct app_flow_entry {
+	char id[64];
+	char version_id[64];
+	json_t *version; /* the version's JSON, never modified once cached */
+	int64_t expires_ms; /* monotonic */
+};
+
 struct app {
 	const struct fl_config *cfg;
 	struct store *store;
@@ -101,6 +114,9 @@ struct app {
 
 	struct app_metrics metrics;
 	struct app_sync sync;
+
+	pthread_mutex_t flow_mu;
+	struct app_flow_entry flows[APP_FLOW_CACHE];
 
 	/* scheduler state: next tick per scheduled flow */
 	pthread_mutex_t sched_mu;
@@ -173,6 +189,13 @@ json_t *app_json_time(int64_t ms);
  * not a schedule; FL_EINVAL with a JSON path in err for a bad schedule. Strings are heap. */
 int app_flow_schedule(const json_t *version, char **cron, char **tz, char **output,
 		      struct fl_err *err);
+
+/* The latest version of flow_id (id into version_id[64], JSON into *version, a new reference),
+ * from the cache or the store. FL_ENOTFOUND for an unknown or deleted flow. */
+int app_flow_lookup(struct app *a, const char *flow_id, char version_id[64], json_t **version,
+		    struct fl_err *err);
+/* Drops flow_id from the cache (it changed). */
+void app_flow_forget(struct app *a, const char *flow_id);
 
 /* ---- background work ---- */
 
