@@ -722,11 +722,12 @@ static JSValueRef on_unhandled_rejection(JSContextRef ctx, JSObjectRef fn, JSObj
 					 size_t argc, const JSValueRef argv[],
 					 JSValueRef *exception)
 {
-	struct js_code_run *run = run_of(ctx);
+	struct js_global *g = JSObjectGetPrivate(JSContextGetGlobalObject(ctx));
+	struct js_code_run *run = !g ? NULL : g->run ? g->run : g->rt->current_run;
 	if (run && !run->failure.len) {
 		fl_buf_adds(&run->failure, "unhandled promise rejection: ");
-		if (argc > 1)
-			js_exception_text(ctx, argv[1], &run->failure);
+		if (argc > 1) /* in the step's realm, where its Error is Error */
+			js_exception_text(run->ctx, argv[1], &run->failure);
 	}
 	return JSValueMakeUndefined(ctx);
 }
@@ -1031,9 +1032,19 @@ int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 	run.g.run = &run;
 	run.ctx = JSGlobalContextCreateInGroup(rt->group, rt->code_class);
 	JSObjectSetPrivate(JSContextGetGlobalObject(run.ctx), &run.g);
-	JSGlobalContextSetUnhandledRejectionCallback(
-		run.ctx, make_function(run.ctx, "unhandledRejection", on_unhandled_rejection),
-		NULL);
+	/* The context holds its unhandled-rejection callback as a GC root: a function of its own
+	 * would keep the whole context alive forever, so every step gets the runtime's one. */
+	if (!rt->host_ctx) {
+		rt->host_global = fl_calloc(1, sizeof *rt->host_global);
+		rt->host_global->rt = rt;
+		rt->host_ctx = JSGlobalContextCreateInGroup(rt->group, rt->scope_class);
+		JSObjectSetPrivate(JSContextGetGlobalObject(rt->host_ctx), rt->host_global);
+		rt->rejection_handler =
+			make_function(rt->host_ctx, "unhandledRejection", on_unhandled_rejection);
+		JSValueProtect(rt->host_ctx, rt->rejection_handler);
+	}
+	rt->current_run = &run;
+	JSGlobalContextSetUnhandledRejectionCallback(run.ctx, rt->rejection_handler, NULL);
 
 	struct fl_err local = { 0 };
 	if (!err)
@@ -1052,5 +1063,17 @@ int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 	if (console)
 		fl_buf_add(console, run.console.data, run.console.len);
 	run_release(&run);
+	rt->current_run = NULL;
 	return rc;
+}
+
+void js_code_runtime_release(struct js_runtime *rt)
+{
+	if (!rt->host_ctx)
+		return;
+	JSValueUnprotect(rt->host_ctx, rt->rejection_handler);
+	JSObjectSetPrivate(JSContextGetGlobalObject(rt->host_ctx), NULL);
+	JSGlobalContextRelease(rt->host_ctx);
+	rt->host_ctx = NULL;
+	fl_free(rt->host_global);
 }

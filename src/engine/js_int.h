@@ -34,6 +34,12 @@ struct js_runtime {
 	 * not export it, and then promise jobs run only when a call returns to the top level. */
 	void (*drain)(void *vm);
 	struct js_nested_eval *nested_eval; /* the evaluation js_eval_script is running */
+	/* A context that lives as long as the runtime, holding the unhandled-rejection handler
+	 * every code step's context points to (js_code.c). */
+	JSGlobalContextRef host_ctx;
+	struct js_global *host_global;
+	JSObjectRef rejection_handler;
+	struct js_code_run *current_run;
 };
 
 /* A scope name bound lazily on first use in one context. */
@@ -82,5 +88,7 @@ int js_eval_script(struct js_runtime *rt, JSContextRef ctx, const char *source, 
 
 /* Creates the code-step global class (js_code.c). */
 JSClassRef js_code_class_create(void);
+/* Releases what js_code.c keeps per runtime. */
+void js_code_runtime_release(struct js_runtime *rt);
 
 #endif

@@ -298,6 +298,16 @@ static void test_format_number(void **state)
 	assert_string_equal(js_format_number(-123.456, b), "-123.456");
 	assert_string_equal(js_format_number(3, b), "3");
 	assert_string_equal(js_format_number(NAN, b), "NaN");
+
+	json_t *v = json_loads("{\"b\":1,\"10\":0,\"2\":2,\"a\":[1.5,6.4,\"q\\\"\\b\\u0001\u00e9\"],"
+			       "\"n\":null,\"t\":true}", 0, NULL);
+	assert_non_null(v);
+	struct fl_buf out = FL_BUF_INIT;
+	js_json_dump(&out, v);
+	assert_string_equal(out.data, "{\"2\":2,\"10\":0,\"b\":1,\"a\":[1.5,6.4,\"q\\\"\\b\\u0001\u00e9\"],"
+				      "\"n\":null,\"t\":true}");
+	fl_buf_release(&out);
+	json_decref(v);
 }
 
 static void test_has_templates(void **state)
