@@ -375,10 +375,13 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 		 const char **argv, const size_t *argvlen, redisReply **reply, struct fl_err *err)
 {
 	*reply = NULL;
-	const char *stack_av[24];
-	size_t stack_al[24];
-	const char **av = argc + 3 <= 24 ? stack_av : fl_malloc(sizeof(*av) * (size_t)(argc + 3));
-	size_t *al = argc + 3 <= 24 ? stack_al : fl_malloc(sizeof(*al) * (size_t)(argc + 3));
+	/* EVALSHA, sha, numkeys and the key prefix come before the script's own arguments */
+	enum { HEAD = 4, STACK_ARGS = 24 };
+	const char *stack_av[STACK_ARGS];
+	size_t stack_al[STACK_ARGS];
+	bool on_stack = argc + HEAD <= STACK_ARGS;
+	const char **av = on_stack ? stack_av : fl_malloc(sizeof(*av) * (size_t)(argc + HEAD));
+	size_t *al = on_stack ? stack_al : fl_malloc(sizeof(*al) * (size_t)(argc + HEAD));
 	int rc = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if ((rc = bq_conn_ensure(c, err)))
@@ -394,10 +397,10 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 		av[3] = key_prefix;
 		al[3] = strlen(key_prefix);
 		for (int i = 0; i < argc; i++) {
-			av[4 + i] = argv[i];
-			al[4 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+			av[HEAD + i] = argv[i];
+			al[HEAD + i] = argvlen ? argvlen[i] : strlen(argv[i]);
 		}
-		rc = bq_conn_cmd(c, argc + 4, av, al, reply, err);
+		rc = bq_conn_cmd(c, argc + HEAD, av, al, reply, err);
 		if (rc && *reply && !strncmp((*reply)->str, "NOSCRIPT", 8)) {
 			/* Redis restarted or SCRIPT FLUSH: load again and retry once. */
 			freeReplyObject(*reply);
@@ -409,7 +412,7 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 			fl_err_prefix(err, "script '%s'", script_names[s]);
 		break;
 	}
-	if (av != stack_av) {
+	if (!on_stack) {
 		fl_free(av);
 		fl_free(al);
 	}
