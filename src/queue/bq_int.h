@@ -37,6 +37,8 @@ struct bq_conn {
 	int timeout_ms;      /* per command; 0 = none (blocking connections) */
 	char sha[BQ_LUA_COUNT_][41];
 	bool loaded[BQ_LUA_COUNT_];
+	bool transient;      /* the last command failed in a way that may pass if sent again:
+			      * see bq_conn_cmd */
 };
 
 /* Parses url and connects. Returns 0 or FL_ECONFIG / FL_EREDIS. */
@@ -47,9 +49,16 @@ void bq_conn_release(struct bq_conn *c);
 int bq_conn_ensure(struct bq_conn *c, struct fl_err *err);
 /* Drops the connection; the next call reconnects. */
 void bq_conn_drop(struct bq_conn *c);
+/* Whether an error reply's text (without its leading '-') names a condition that passes: see
+ * bq_conn_cmd. */
+bool bq_reply_transient(const char *error_text);
 
 /* Runs a command. Returns 0 and sets *reply (caller frees with freeReplyObject), or FL_EREDIS on
- * an I/O error (the connection is dropped) or on an error reply (err carries its text). */
+ * an I/O error (the connection is dropped) or on an error reply (err carries its text, *reply
+ * the reply). After a failure c->transient tells whether sending the same command again may
+ * succeed: true for I/O errors and for the replies of a server that is starting, busy or
+ * failing over (LOADING, BUSY, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, READONLY, OOM), false for an
+ * error that the same command would get again. */
 int bq_conn_cmd(struct bq_conn *c, int argc, const char **argv, const size_t *argvlen,
 		redisReply **reply, struct fl_err *err);
 /* EVALSHA of script with KEYS[1] = key prefix and the given ARGV; loads the script on first use

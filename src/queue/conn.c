@@ -278,6 +278,8 @@ int bq_conn_ensure(struct bq_conn *c, struct fl_err *err)
 {
 	if (c->ctx)
 		return 0;
+	/* a server that cannot be reached now may be reachable later */
+	c->transient = true;
 	struct timeval tv = { .tv_sec = 5, .tv_usec = 0 };
 	if (c->addr.path)
 		c->ctx = redisConnectUnixWithTimeout(c->addr.path, tv);
@@ -324,10 +326,26 @@ int bq_conn_ensure(struct bq_conn *c, struct fl_err *err)
 	return 0;
 }
 
+bool bq_reply_transient(const char *text)
+{
+	/* A restarted server answers LOADING until its data is read back; BUSY while another
+	 * script runs past busy-reply-threshold; READONLY from a replica that was the primary
+	 * before a failover; OOM under noeviction until memory is freed. None of these is an
+	 * answer about the command itself. */
+	static const char *const prefixes[] = { "LOADING",     "BUSY ",    "TRYAGAIN",
+						"MASTERDOWN",  "CLUSTERDOWN", "READONLY",
+						"OOM",         NULL };
+	for (const char *const *p = prefixes; *p; p++)
+		if (!strncmp(text, *p, strlen(*p)))
+			return true;
+	return false;
+}
+
 int bq_conn_cmd(struct bq_conn *c, int argc, const char **argv, const size_t *argvlen,
 		redisReply **reply, struct fl_err *err)
 {
 	*reply = NULL;
+	c->transient = true;
 	int rc = bq_conn_ensure(c, err);
 	if (rc)
 		return rc;
@@ -341,9 +359,14 @@ int bq_conn_cmd(struct bq_conn *c, int argc, const char **argv, const size_t *ar
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		fl_err_set(err, FL_EREDIS, "Redis error: %s", r->str);
+		c->transient = bq_reply_transient(r->str);
+		/* a replica will not become writable: find the primary again */
+		if (!strncmp(r->str, "READONLY", 8))
+			bq_conn_drop(c);
 		*reply = r; /* the caller may want to look at it (NOSCRIPT) */
 		return FL_EREDIS;
 	}
+	c->transient = false;
 	*reply = r;
 	return 0;
 }

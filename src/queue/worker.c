@@ -462,7 +462,10 @@ static int64_t retry_delay(const struct bq_active *a)
 	return 0;
 }
 
-/* Sends a finish or retry script until Redis answers, or the job is no longer ours. */
+/* Sends a finish or retry script until Redis answers, or the job is no longer ours. A failure
+ * that may pass (a dropped connection, a server still loading its data after a restart) is
+ * retried with backoff; giving up would leave the job active under a lock nobody renews, and
+ * the stalled check would hand it to a second run. */
 static int send_until_answered(struct bq_slot *s, enum bq_script script, int argc,
 			       const char **av, const size_t *al, redisReply **reply)
 {
@@ -473,11 +476,11 @@ static int send_until_answered(struct bq_slot *s, enum bq_script script, int arg
 		int rc = bq_conn_eval(&s->conn, script, w->kp, argc, av, al, reply, &err);
 		if (!rc)
 			return 0;
-		bool io = s->conn.ctx == NULL;
+		bool again = s->conn.transient;
 		fl_warn(COMPONENT, "queue '%s' job '%s': cannot record the outcome: %s%s", w->queue,
-			s->active.job.id, err.msg, io ? "; retrying" : "");
-		if (!io)
-			return rc; /* an error reply will not change on retry; the job will stall */
+			s->active.job.id, err.msg, again ? "; retrying" : "");
+		if (!again)
+			return rc; /* the same call would fail the same way; the job will stall */
 		if (atomic_load(&s->active.lost))
 			return rc;
 		backoff = next_backoff(backoff);
