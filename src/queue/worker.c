@@ -54,6 +54,8 @@ struct bq_slot {
 	struct bq_conn conn;
 	struct bq_active active;  /* meaningful while busy */
 	bool busy;                /* under w->mu */
+	bool finishing;           /* under w->mu: the processor returned and the outcome is on its
+				   * way to Redis, whose lock check alone decides whether it counts */
 };
 
 struct bq_worker {
@@ -527,6 +529,13 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	} else {
 		w->o.process(w->o.arg, &a->job, &res);
 	}
+	/* Under w->mu, so that a job is either being finished or marked lost (by a renewal, or
+	 * handed back by bq_worker_stop), never both: a finish racing a hand-back could record
+	 * an outcome for a job that is already queued for another run. */
+	pthread_mutex_lock(&w->mu);
+	bool lost = atomic_load(&a->lost);
+	s->finishing = !lost;
+	pthread_mutex_unlock(&w->mu);
 
 	char now[24];
 	snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
@@ -535,7 +544,12 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	bool fetch_next = !w->stopping;
 	redisReply *r = NULL;
 	int rc;
-	if (retry) {
+	if (lost) {
+		/* the lock is gone: Redis would refuse the outcome (-2/-6) */
+		atomic_fetch_add(&w->n_lost, 1);
+		fl_warn(COMPONENT, "queue '%s' job '%s': outcome not recorded: the lock was lost",
+			w->queue, a->job.id);
+	} else if (retry) {
 		char delay[24];
 		snprintf(delay, sizeof(delay), "%" PRId64, retry_delay(a));
 		const char *av[7] = { a->job.id, a->token, now, delay,
@@ -607,6 +621,7 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	pthread_mutex_lock(&w->mu);
 	unload_job(a);
 	s->busy = false;
+	s->finishing = false;
 	w->busy--;
 	if (next->owner)
 		w->in_transit++;
@@ -664,13 +679,14 @@ struct lock_ref {
 	char token[64];
 };
 
-/* Collects (id, token) of every job in flight whose lock we still believe we hold. */
-static int collect_locks(struct bq_worker *w, struct lock_ref *refs)
+/* Collects (id, token) of every job in flight whose lock we still believe we hold, under w->mu.
+ * Jobs whose outcome is being recorded are left out unless with_finishing. */
+static int collect_locks(struct bq_worker *w, struct lock_ref *refs, bool with_finishing)
 {
 	int n = 0;
 	for (int i = 0; i < w->o.concurrency; i++) {
 		struct bq_slot *s = &w->slots[i];
-		if (!s->busy || atomic_load(&s->active.lost))
+		if (!s->busy || atomic_load(&s->active.lost) || (s->finishing && !with_finishing))
 			continue;
 		snprintf(refs[n].id, sizeof(refs[n].id), "%s", s->active.job.id);
 		snprintf(refs[n].token, sizeof(refs[n].token), "%s", s->active.token);
@@ -679,12 +695,15 @@ static int collect_locks(struct bq_worker *w, struct lock_ref *refs)
 	return n;
 }
 
-/* Marks the job with this id and token lost, under w->mu. */
+/* Marks the job with this id and token lost, under w->mu. A job whose outcome is on its way is
+ * not: its finish may be what removed the lock a renewal found missing, and the finish's own
+ * lock check gives the verdict (count_refusal). */
 static void mark_lost(struct bq_worker *w, const char *id, const char *token)
 {
 	for (int i = 0; i < w->o.concurrency; i++) {
 		struct bq_slot *s = &w->slots[i];
-		if (!s->busy || strcmp(s->active.token, token) || strcmp(s->active.job.id, id))
+		if (!s->busy || s->finishing || strcmp(s->active.token, token) ||
+		    strcmp(s->active.job.id, id))
 			continue;
 		if (atomic_exchange(&s->active.lost, true))
 			return;
@@ -696,8 +715,9 @@ static void mark_lost(struct bq_worker *w, const char *id, const char *token)
 
 static int renew_locks(struct bq_worker *w, struct lock_ref *refs, const char **av)
 {
+	/* A job being finished keeps its lock renewed: that finish may be waiting out an outage. */
 	pthread_mutex_lock(&w->mu);
-	int n = collect_locks(w, refs);
+	int n = collect_locks(w, refs, true);
 	pthread_mutex_unlock(&w->mu);
 	if (n == 0)
 		return 0;
@@ -937,11 +957,14 @@ int bq_worker_stop(struct bq_worker *w, int grace_ms)
 		pthread_join(w->maint, NULL);
 		w->maint_started = false;
 	}
+	/* maint_conn is ours from here on */
 
-	/* Jobs still running are handed back now; their own finish will be refused. */
+	/* Jobs still running are handed back now; their own finish will be refused. A job whose
+	 * processor has returned is not: its outcome is being recorded, and handing it back would
+	 * run it a second time. */
 	pthread_mutex_lock(&w->mu);
 	struct lock_ref *refs = fl_calloc((size_t)w->o.concurrency, sizeof(*refs));
-	int n = collect_locks(w, refs);
+	int n = collect_locks(w, refs, false);
 	for (int i = 0; i < n; i++)
 		mark_lost(w, refs[i].id, refs[i].token);
 	pthread_mutex_unlock(&w->mu);
@@ -968,7 +991,21 @@ int bq_worker_stop(struct bq_worker *w, int grace_ms)
 				w->queue, handed);
 	}
 	fl_free(refs);
+	/* Outcomes on their way take a Redis round trip; wait for them so that the stats and the
+	 * count returned are whole. Past the lock duration they would be refused anyway, and a
+	 * Redis that stays away must not hold the stop for long. */
 	pthread_mutex_lock(&w->mu);
+	int64_t finish_deadline =
+		fl_mono_ms() + (w->o.lock_duration_ms < 15000 ? w->o.lock_duration_ms : 15000);
+	while (fl_mono_ms() < finish_deadline) {
+		bool finishing = false;
+		for (int i = 0; i < w->o.concurrency; i++)
+			finishing |= w->slots[i].busy && w->slots[i].finishing;
+		if (!finishing)
+			break;
+		struct timespec ts = abs_time(CLOCK_MONOTONIC, 100);
+		pthread_cond_timedwait(&w->cv_idle, &w->mu, &ts);
+	}
 	w->stopped = true;
 	pthread_mutex_unlock(&w->mu);
 	return handed + atomic_load(&w->n_handed_back);

@@ -284,7 +284,15 @@ static int cmd_work(int argc, char **argv)
 	}
 	int64_t end_us = fl_mono_us();
 	int handed = bq_worker_stop(w, grace_ms);
-	bq_worker_get_stats(w, &st);
+	/* A processor told that its job was handed back or lost returns within a few ms here;
+	 * wait for it, so that the stats printed count its job. */
+	int64_t until = fl_mono_ms() + 10000;
+	for (;;) {
+		bq_worker_get_stats(w, &st);
+		if (st.busy == 0 || fl_mono_ms() >= until)
+			break;
+		fl_sleep_ms(2);
+	}
 	bq_worker_free(w);
 	long long start = atomic_load(&first_start_us);
 	printf("{\"completed\":%llu,\"failed\":%llu,\"retried\":%llu,\"lost\":%llu,"
