@@ -5,8 +5,9 @@
  *                hands out "turns" to idle slots (a popped ready marker, a timeout, a due time);
  *   maintenance  renews every lock in flight in one call per tick and runs the stalled check.
  * All shared state sits under w->mu. Redis being away is never fatal: each connection retries
- * with backoff, and a finish whose reply was lost is sent again (the lock check makes a repeat
- * harmless). */
+ * with backoff. A call whose reply was lost is sent again marked as a repeat, and the scripts
+ * recognise their own earlier effect: a finish already recorded is not refused, and a job that
+ * a lost fetch took under our token is handed to us rather than left to stall. */
 #include "queue/bq_int.h"
 
 #include "core/alloc.h"
@@ -338,20 +339,23 @@ static bool fetch(struct bq_slot *s, struct fetched *out, char token[64])
 {
 	struct bq_worker *w = s->w;
 	int64_t backoff = 0;
+	bool repeat = false;
 	out->owner = NULL;
 	out->job = NULL;
+	new_token(w, token);
 	for (;;) {
 		if (w->stopping)
 			return false;
 		char now[24], lock_ms[16];
 		snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
 		snprintf(lock_ms, sizeof(lock_ms), "%d", w->o.lock_duration_ms);
-		new_token(w, token);
-		const char *av[4] = { now, token, lock_ms, w->worker_name };
+		/* A repeat keeps the token: a job the lost call took is recognised by it. */
+		const char *av[5] = { now, token, lock_ms, w->worker_name, repeat ? "1" : "0" };
 		redisReply *r;
 		struct fl_err err = { 0 };
-		int rc = bq_conn_eval(&s->conn, BQ_LUA_FETCH, w->kp, 4, av, NULL, &r, &err);
+		int rc = bq_conn_eval(&s->conn, BQ_LUA_FETCH, w->kp, 5, av, NULL, &r, &err);
 		if (rc) {
+			repeat = true;
 			fl_warn(COMPONENT, "queue '%s' slot %d: fetch: %s; retrying", w->queue, s->index,
 				err.msg);
 			backoff = next_backoff(backoff);
@@ -467,15 +471,16 @@ static int64_t retry_delay(const struct bq_active *a)
 /* Sends a finish or retry script until Redis answers, or the job is no longer ours. A failure
  * that may pass (a dropped connection, a server still loading its data after a restart) is
  * retried with backoff; giving up would leave the job active under a lock nobody renews, and
- * the stalled check would hand it to a second run. */
+ * the stalled check would hand it to a second run. After the first failure av[repeat_arg] is
+ * set to "1": the script may have run without its reply reaching us. */
 static int send_until_answered(struct bq_slot *s, enum bq_script script, int argc,
-			       const char **av, const size_t *al, redisReply **reply)
+			       const char **av, int repeat_arg, redisReply **reply)
 {
 	struct bq_worker *w = s->w;
 	int64_t backoff = 0;
 	for (;;) {
 		struct fl_err err = { 0 };
-		int rc = bq_conn_eval(&s->conn, script, w->kp, argc, av, al, reply, &err);
+		int rc = bq_conn_eval(&s->conn, script, w->kp, argc, av, NULL, reply, &err);
 		if (!rc)
 			return 0;
 		bool again = s->conn.transient;
@@ -484,7 +489,8 @@ static int send_until_answered(struct bq_slot *s, enum bq_script script, int arg
 		if (!again)
 			return rc; /* the same call would fail the same way; the job will stall */
 		if (atomic_load(&s->active.lost))
-			return rc;
+			return rc; /* lost before it finished: the finish would be refused */
+		av[repeat_arg] = "1";
 		backoff = next_backoff(backoff);
 		if (!pause_ms(w, backoff, true))
 			return rc;
@@ -500,6 +506,13 @@ static void count_refusal(struct bq_worker *w, const char *id, long long code)
 		: code == -2 ? "lock missing"
 		: code == -6 ? "lock taken"
 			     : "job not active");
+}
+
+static void note_recorded_before(struct bq_worker *w, const char *id)
+{
+	fl_info(COMPONENT,
+		"queue '%s' job '%s': the outcome had been recorded before its reply was lost",
+		w->queue, id);
 }
 
 /* Runs one fetched job to its end. *next receives the job fetched by the finish, if any. */
@@ -550,17 +563,21 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		fl_warn(COMPONENT, "queue '%s' job '%s': outcome not recorded: the lock was lost",
 			w->queue, a->job.id);
 	} else if (retry) {
-		char delay[24];
+		char delay[24], atm_after[16];
 		snprintf(delay, sizeof(delay), "%" PRId64, retry_delay(a));
-		const char *av[7] = { a->job.id, a->token, now, delay,
+		snprintf(atm_after, sizeof(atm_after), "%d", a->job.attempts_made + 1);
+		const char *av[9] = { a->job.id, a->token, now, delay,
 				      res.failed_reason ? res.failed_reason : "", "[]",
-				      a->lifo ? "1" : "0" };
-		rc = send_until_answered(s, BQ_LUA_RETRY, 7, av, NULL, &r);
+				      a->lifo ? "1" : "0", "0", atm_after };
+		rc = send_until_answered(s, BQ_LUA_RETRY, 9, av, 7, &r);
 		if (!rc) {
-			if (r->type == REDIS_REPLY_INTEGER && r->integer < 0)
+			if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
 				count_refusal(w, a->job.id, r->integer);
-			else
+			} else {
 				atomic_fetch_add(&w->n_retried, 1);
+				if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+					note_recorded_before(w, a->job.id);
+			}
 		}
 	} else {
 		char *value;
@@ -580,7 +597,7 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		snprintf(attempts, sizeof(attempts), "%d", a->job.attempts);
 		snprintf(lock_ms, sizeof(lock_ms), "%d", w->o.lock_duration_ms);
 		new_token(w, next_token);
-		const char *av[13] = {
+		const char *av[14] = {
 			a->job.id,
 			a->token,
 			now,
@@ -595,8 +612,9 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 			next_token,
 			lock_ms,
 			w->worker_name,
+			"0", /* not a repeat */
 		};
-		rc = send_until_answered(s, BQ_LUA_FINISH, 13, av, NULL, &r);
+		rc = send_until_answered(s, BQ_LUA_FINISH, 14, av, 13, &r);
 		free(value);
 		if (!rc && r->type == REDIS_REPLY_ARRAY && r->elements >= 1) {
 			long long code = r->element[0]->integer;
@@ -604,6 +622,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 				count_refusal(w, a->job.id, code);
 			} else {
 				atomic_fetch_add(completed ? &w->n_completed : &w->n_failed, 1);
+				if (code == 1)
+					note_recorded_before(w, a->job.id);
 				if (r->elements == 2 && is_job(r->element[1])) {
 					next->owner = r;
 					next->job = r->element[1];
