@@ -74,7 +74,8 @@ struct bq_worker {
 	int idle, turns, busy;
 	int in_transit;           /* slots between a turn and busy/idle: stop waits for these */
 	int64_t next_due_ms;      /* wall ms of the next delayed job or rate-limit end, or 0 */
-	bool stopping, maint_stop, stopped, hard_stop;
+	atomic_bool stopping;     /* written under mu; slots also read it between Redis calls */
+	bool maint_stop, stopped, hard_stop;
 
 	struct bq_slot *slots;
 	pthread_t waiter, maint;
