@@ -155,6 +155,11 @@ int bq_redis_addr_parse(const char *url, struct bq_redis_addr *a, struct fl_err 
 			a->password = pct_decode(p, (size_t)(at - p));
 		}
 		p = at + 1;
+		/* "redis://:@host": no password, not an empty one (ioredis sends no AUTH either) */
+		if (a->password && !a->password[0]) {
+			fl_free(a->password);
+			a->password = NULL;
+		}
 	}
 	const char *hend = end;
 	const char *colon = NULL;
