@@ -28,6 +28,9 @@ enum bq_script {
 	BQ_LUA_COUNT_, /* number of scripts */
 };
 
+/* The script's name, the file src/queue/lua/<name>.lua; NULL outside the enum. */
+const char *bq_script_name(enum bq_script s);
+
 /* One synchronous hiredis connection that reconnects on demand. Not thread-safe: each thread
  * owns its own. */
 struct bq_conn {
@@ -79,6 +82,13 @@ char *bq_client_name(const char *prefix, const char *queue);
 void bq_opts_json(struct fl_buf *b, const struct bq_job_opts *o);
 /* Reads removeOnComplete/removeOnFail from a parsed opts value (absent: BQ_KEEP_DEFAULT). */
 void bq_keep_from_json(const json_t *v, struct bq_keep *k);
+/* Reads opts.backoff in the forms BullMQ accepts: a number (a fixed delay in ms) or
+ * {"type","delay"}, where a type other than "exponential" counts as fixed. Absent or null: no
+ * backoff. A negative delay counts as 0. */
+void bq_backoff_from_json(const json_t *v, enum bq_backoff_type *type, int64_t *delay_ms);
+/* The delay in ms before the retry-th retry (1 after the first failure) with BullMQ's built-in
+ * strategies: fixed waits delay_ms every time, exponential 2^(retry-1) * delay_ms. */
+int64_t bq_backoff_delay(enum bq_backoff_type type, int64_t delay_ms, int retry);
 /* Resolves job and worker retention into the finish script's (count, age) pair: count -1 keeps
  * all, 0 deletes the job; age -1 means no age limit. */
 void bq_keep_resolve(const struct bq_keep *job, const struct bq_keep *worker, int64_t *count,

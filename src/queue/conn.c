@@ -36,6 +36,11 @@ static const char *const script_names[BQ_LUA_COUNT_] = {
 	[BQ_LUA_LOG] = "log",
 };
 
+const char *bq_script_name(enum bq_script s)
+{
+	return s >= 0 && s < BQ_LUA_COUNT_ ? script_names[s] : NULL;
+}
+
 /* Full text of each script: lib.lua, then the script itself. Built once, never freed. */
 static char *script_text[BQ_LUA_COUNT_];
 static size_t script_len[BQ_LUA_COUNT_];

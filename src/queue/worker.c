@@ -417,18 +417,7 @@ static char *load_job(struct bq_worker *w, struct bq_active *a, const redisReply
 	a->keep_logs = (int)json_integer_value(json_object_get(o, "kl"));
 	bq_keep_from_json(json_object_get(o, "removeOnComplete"), &a->keep_complete);
 	bq_keep_from_json(json_object_get(o, "removeOnFail"), &a->keep_fail);
-	json_t *backoff = json_object_get(o, "backoff");
-	a->backoff_type = BQ_BACKOFF_NONE;
-	a->backoff_delay_ms = 0;
-	if (json_is_number(backoff)) {
-		a->backoff_type = BQ_BACKOFF_FIXED;
-		a->backoff_delay_ms = (int64_t)json_number_value(backoff);
-	} else if (json_is_object(backoff)) {
-		const char *type = json_string_value(json_object_get(backoff, "type"));
-		a->backoff_type = type && !strcmp(type, "exponential") ? BQ_BACKOFF_EXPONENTIAL
-								       : BQ_BACKOFF_FIXED;
-		a->backoff_delay_ms = (int64_t)json_number_value(json_object_get(backoff, "delay"));
-	}
+	bq_backoff_from_json(json_object_get(o, "backoff"), &a->backoff_type, &a->backoff_delay_ms);
 
 	if (defa && defa->type == REDIS_REPLY_STRING)
 		return fl_strdup(defa->str);
@@ -449,24 +438,6 @@ static void unload_job(struct bq_active *a)
 	json_decref(a->job.data);
 	json_decref(a->job.opts);
 	a->job.data = a->job.opts = NULL;
-}
-
-/* The delay before retry n (n = attempts made so far + 1), BullMQ's built-in strategies. */
-static int64_t retry_delay(const struct bq_active *a)
-{
-	switch (a->backoff_type) {
-	case BQ_BACKOFF_NONE:
-		return 0;
-	case BQ_BACKOFF_FIXED:
-		return a->backoff_delay_ms;
-	case BQ_BACKOFF_EXPONENTIAL: {
-		int n = a->job.attempts_made; /* 2^(retry-1) */
-		if (n > 40)
-			n = 40;
-		return (int64_t)ldexp((double)a->backoff_delay_ms, n);
-	}
-	}
-	return 0;
 }
 
 /* Sends a finish or retry script until Redis answers, or the job is no longer ours. A failure
@@ -565,7 +536,9 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 			w->queue, a->job.id);
 	} else if (retry) {
 		char delay[24], atm_after[16];
-		snprintf(delay, sizeof(delay), "%" PRId64, retry_delay(a));
+		snprintf(delay, sizeof(delay), "%" PRId64,
+			 bq_backoff_delay(a->backoff_type, a->backoff_delay_ms,
+					  a->job.attempts_made + 1));
 		snprintf(atm_after, sizeof(atm_after), "%d", a->job.attempts_made + 1);
 		const char *av[9] = { a->job.id, a->token, now, delay,
 				      res.failed_reason ? res.failed_reason : "", "[]",
