@@ -1,6 +1,7 @@
 /* Test and benchmark driver for src/queue: adds jobs and runs a worker whose processor does what
- * each job's data asks ({"sleep":ms, "fail":"reason", "final":true, "return":value,
- * "progress":v, "log":"line"}). The integration tests in tests/node drive it next to the npm
+ * each job's data asks ({"sleep":ms, "wait_file":path, "fail":"reason", "final":true,
+ * "return":value, "progress":v, "log":"line"}; wait_file holds the job until the file exists,
+ * so that a test decides when it ends). The integration tests in tests/node drive it next to the npm
  * bullmq package; bench/queue.sh times it against the Node Worker.
  *
  *   bqtool add URL QUEUE NAME DATA [OPTS_JSON] [--count N] [--quiet]
@@ -174,6 +175,12 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *res)
 	if ((v = json_object_get(d, "sleep"))) {
 		int64_t until = fl_mono_ms() + json_integer_value(v);
 		while (fl_mono_ms() < until && !bq_job_lock_lost(job))
+			fl_sleep_ms(5);
+	}
+	if ((v = json_object_get(d, "wait_file")) && json_is_string(v)) {
+		int64_t until = fl_mono_ms() + 120000;
+		while (access(json_string_value(v), F_OK) && fl_mono_ms() < until &&
+		       !bq_job_lock_lost(job))
 			fl_sleep_ms(5);
 	}
 	if ((v = json_object_get(d, "fail"))) {
