@@ -264,14 +264,20 @@ static void *waiter_main(void *arg)
 		char timeout[32];
 		snprintf(timeout, sizeof(timeout), "%.3f", w->o.drain_delay_ms / 1000.0);
 		const char *av[3] = { "BZPOPMIN", w->marker_key, timeout };
-		redisReply *r;
-		rc = bq_conn_cmd(&w->block_conn, 3, av, NULL, &r, &err);
-		if (rc) {
-			freeReplyObject(r);
-			if (w->stopping)
+		/* Not bq_conn_cmd: on an I/O error that would free the context without block_mu,
+		 * while interrupt_waiter may be reading its fd (or shut down a reused fd number).
+		 * Only this thread sends on the context; it is freed under block_mu. */
+		redisReply *r = redisCommandArgv(w->block_conn.ctx, 3, av, NULL);
+		if (!r || r->type == REDIS_REPLY_ERROR) {
+			if (w->stopping) {
+				freeReplyObject(r);
 				break;
+			}
 			fl_warn(COMPONENT, "queue '%s': waiting for jobs: %s; retrying", w->queue,
-				err.msg);
+				r ? r->str
+				  : w->block_conn.ctx->errstr[0] ? w->block_conn.ctx->errstr
+								 : "connection closed");
+			freeReplyObject(r);
 			pthread_mutex_lock(&w->block_mu);
 			bq_conn_drop(&w->block_conn);
 			pthread_mutex_unlock(&w->block_mu);
