@@ -67,7 +67,7 @@ struct bq_worker {
 	atomic_uint_fast64_t token_seq;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv_slots;  /* idle slots wait here for a turn (realtime clock) */
+	pthread_cond_t cv_slots;  /* idle slots wait here for a turn (monotonic clock) */
 	pthread_cond_t cv_waiter; /* the waiter waits here for an idle slot */
 	pthread_cond_t cv_idle;   /* stop waits here for busy slots (monotonic clock) */
 	pthread_cond_t cv_maint;  /* the maintenance thread sleeps here (monotonic clock) */
@@ -131,7 +131,7 @@ static void init_cond(pthread_cond_t *cv, clockid_t clock)
 static bool pause_ms(struct bq_worker *w, int64_t ms, bool until_hard_stop)
 {
 	pthread_mutex_lock(&w->mu);
-	struct timespec ts = abs_time(CLOCK_REALTIME, ms);
+	struct timespec ts = abs_time(CLOCK_MONOTONIC, ms);
 	bool stop = until_hard_stop ? w->hard_stop : w->stopping;
 	if (!stop)
 		pthread_cond_timedwait(&w->cv_slots, &w->mu, &ts);
@@ -191,7 +191,9 @@ static bool wait_turn(struct bq_worker *w)
 				ok = true;
 				break;
 			}
-			struct timespec ts = abs_time(CLOCK_REALTIME, w->next_due_ms - now);
+			/* due times are wall clock (BullMQ's); the wait itself is monotonic, so that
+			 * a clock stepped back cannot stretch it */
+			struct timespec ts = abs_time(CLOCK_MONOTONIC, w->next_due_ms - now);
 			pthread_cond_timedwait(&w->cv_slots, &w->mu, &ts);
 		} else {
 			pthread_cond_wait(&w->cv_slots, &w->mu);
@@ -881,7 +883,7 @@ int bq_worker_new(const struct bq_worker_opts *opts, struct bq_worker **out, str
 	fl_uuid4(w->token_base);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_mutex_init(&w->block_mu, NULL);
-	init_cond(&w->cv_slots, CLOCK_REALTIME);
+	init_cond(&w->cv_slots, CLOCK_MONOTONIC);
 	init_cond(&w->cv_waiter, CLOCK_REALTIME);
 	init_cond(&w->cv_idle, CLOCK_MONOTONIC);
 	init_cond(&w->cv_maint, CLOCK_MONOTONIC);
