@@ -181,7 +181,8 @@ typedef void (*bq_process_fn)(void *arg, const struct bq_job *job, struct bq_res
  * or the job was handed back at shutdown. Its outcome will not be recorded, so the processor
  * should stop working on it. job is borrowed; the processor's callback for it is still
  * running, or about to return. Once the processor has returned, the finish's own lock check
- * decides, and a refusal is counted in bq_worker_stats.lost. */
+ * decides, and a refusal is counted in bq_worker_stats.lost. It runs under the worker's lock:
+ * it must be quick and must not call bq_worker_* (bq_job_lock_lost is fine). */
 typedef void (*bq_lock_lost_fn)(void *arg, const struct bq_job *job);
 
 struct bq_worker_opts {
