@@ -65,6 +65,7 @@ struct js_code_run {
 	int loop_rc;
 
 	int settled;            /* 1 fulfilled, 2 rejected */
+	bool finished;          /* the outcome is decided; later failures do not count */
 	JSValueRef result;      /* the fulfilled value or the rejection reason */
 	struct fl_buf failure;  /* an unhandled rejection or a throw in a timer */
 };
@@ -755,7 +756,7 @@ static JSValueRef on_unhandled_rejection(JSContextRef ctx, JSObjectRef fn, JSObj
 {
 	struct js_global *g = JSObjectGetPrivate(JSContextGetGlobalObject(ctx));
 	struct js_code_run *run = !g ? NULL : g->run ? g->run : g->rt->current_run;
-	if (run && !run->failure.len) {
+	if (run && !run->failure.len && !run->finished) {
 		fl_buf_adds(&run->failure, "unhandled promise rejection: ");
 		if (argc > 1) /* in the step's realm, where its Error is Error */
 			js_exception_text(run->ctx, argv[1], &run->failure);
@@ -798,7 +799,7 @@ static int call_js(struct js_code_run *run, JSObjectRef fn, size_t argc, const J
 	}
 	if (!exc)
 		return 0;
-	if (kind != CALL_SETTLE && !run->failure.len) {
+	if (kind != CALL_SETTLE && !run->failure.len && !run->finished) {
 		if (kind == CALL_TIMER)
 			fl_buf_adds(&run->failure, "uncaught exception in a timer: ");
 		js_exception_text(run->ctx, exc, &run->failure);
@@ -982,6 +983,12 @@ static int event_loop(struct js_code_run *run)
 		if (rc)
 			return rc;
 	}
+	/* In Node a request goes out the moment fetch is called, awaited or not: send the ones
+	 * the code started and left behind, without letting them change the step's outcome. */
+	run->finished = true;
+	while (run->n_fetches && fl_mono_us() < run->deadline_us)
+		if (run_fetch(run) == FL_ETIMEOUT)
+			break;
 	return 0;
 }
 

@@ -395,6 +395,17 @@ static void test_fetch(void **state)
 	assert_string_equal(r.out, "[256,0,255,\"hello\",\"TypeError\",true]");
 	result_release(&r);
 
+	/* a request the code started and did not wait for still goes out */
+	httpsrv_reset(srv);
+	snprintf(code, sizeof code,
+		 "export const code = async () => { fetch('%s').then(() => { throw new Error('late'); });"
+		 " return 'sent'; };", echo);
+	r = run_code(code, NULL, NULL);
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(r.out, "\"sent\"");
+	assert_int_equal(httpsrv_hits(srv, "/echo"), 1);
+	result_release(&r);
+
 	/* a refused connection rejects with a TypeError the code can catch */
 	assert_code("export const code = async () => {\n"
 		    "  try { await fetch('http://127.0.0.1:1/'); return 'no'; }\n"
