@@ -30,6 +30,11 @@ struct app_metrics {
 	uint64_t schedule_fired;
 	uint64_t reaped;
 	uint64_t requeued;
+	/* More metrics appended to each scrape (flowd serve: its worker's). A scrape holds hook_mu
+	 * while it runs the hook, so that clearing the hook waits for scrapes in progress. */
+	pthread_mutex_t hook_mu;
+	void (*hook)(void *arg, struct fl_buf *out);
+	void *hook_arg;
 };
 
 enum app_origin { APP_ORIGIN_WEBHOOK, APP_ORIGIN_SCHEDULE, APP_ORIGIN_RETRY, APP_ORIGIN_RESUME };

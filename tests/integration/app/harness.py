@@ -18,12 +18,53 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
 
 FLOWD = os.environ.get("FLOWD", "build/flowd")
 _cleanups = []
+
+# A guard process, in its own session so that killing the test's process group spares it,
+# reads cleanup actions (JSON lines) on its stdin and runs them all when that closes: when this
+# script exits, however it exits (SIGKILL included). Actions: ["kill", pid], ["run", argv,
+# uid_or_null], ["rmtree", path].
+_GUARD = r"""
+import json, os, shutil, signal, subprocess, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+actions = [json.loads(l) for l in sys.stdin]
+for a in reversed(actions):
+    try:
+        if a[0] == "kill":
+            os.kill(a[1], signal.SIGKILL)
+        elif a[0] == "run":
+            def demote(uid=a[2]):
+                if uid is not None:
+                    import pwd
+                    pw = pwd.getpwuid(uid)
+                    os.setgid(pw.pw_gid)
+                    os.setuid(uid)
+            # A server caught starting has no pid file yet: try again for a while.
+            for _ in range(10):
+                if subprocess.call(a[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   preexec_fn=demote) == 0:
+                    break
+                import time
+                time.sleep(1)
+        elif a[0] == "rmtree":
+            shutil.rmtree(a[1], ignore_errors=True)
+    except Exception:
+        pass
+"""
+_guard = subprocess.Popen([sys.executable, "-c", _GUARD], stdin=subprocess.PIPE,
+                          start_new_session=True, text=True)
+
+
+def _guard_add(*action):
+    _guard.stdin.write(json.dumps(list(action)) + "\n")
+    _guard.stdin.flush()
 
 
 def _cleanup_all():
@@ -44,6 +85,7 @@ def temp_dir(prefix):
     """A temp dir removed at exit."""
     d = tempfile.mkdtemp(prefix=prefix)
     _cleanups.insert(0, lambda: shutil.rmtree(d, ignore_errors=True))
+    _guard_add("rmtree", d)
     return d
 
 
@@ -125,6 +167,8 @@ def start_redis():
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", d],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _guard_add("rmtree", d)
+    _guard_add("kill", proc.pid)
 
     def stop():
         proc.kill()
@@ -183,6 +227,9 @@ def start_postgres():
         shutil.rmtree(d, ignore_errors=True)
 
     _cleanups.append(stop)
+    _guard_add("rmtree", d)
+    _guard_add("run", [ctl, "-D", data, "-m", "immediate", "-w", "stop"],
+               pwd.getpwnam("postgres").pw_uid if os.getuid() == 0 else None)
     subprocess.check_call([ctl, "-D", data, "-o", opts, "-l", os.path.join(d, "server.log"),
                            "-w", "-t", "60", "start"], stdout=log, stderr=log, preexec_fn=demote)
     return "host=%s port=5432 user=postgres dbname=postgres" % d
@@ -212,6 +259,7 @@ class App:
         self.out = open(os.path.join(self.dir, "app.out"), "ab")
         self.proc = subprocess.Popen([FLOWD, "app"], env=e, stdout=self.out, stderr=self.log)
         _cleanups.append(self.kill)
+        _guard_add("kill", self.proc.pid)
         wait_until(self._up, what="flowd app on port %d" % self.port)
         self.api_key = e.get("AP_API_KEY") or open(os.path.join(self.dir, "api-key")).read().strip()
         self.jwt_secret = (e.get("AP_JWT_SECRET")
