@@ -291,21 +291,12 @@ static struct sb_ctx *ctx_new(void)
 	return m;
 }
 
-/* The pidfd of this process, for the child's check that its parent is alive. Kept: it is
- * close-on-exec, and reopened after a fork. */
+/* A pidfd of this process, for the child's check that its parent is alive. Opened per spawn
+ * (one system call): a kept one could be closed under us by code that closes fds it does not
+ * know, and its number reused. */
 int sb__self_pidfd(void)
 {
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	static int fd = -1;
-	static pid_t owner;
-	pthread_mutex_lock(&lock);
-	if (owner != getpid()) {
-		fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-		owner = getpid();
-	}
-	int r = fd;
-	pthread_mutex_unlock(&lock);
-	return r;
+	return (int)syscall(SYS_pidfd_open, getpid(), 0);
 }
 
 static int send_go(int fd)
@@ -617,6 +608,8 @@ int sb_spawn(const struct sb_opts *opts, char *const argv[], const int *fds, int
 	struct sb_ctx *ctx;
 	rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, NULL, err);
 	close(report[1]);
+	if (req.parent_pidfd >= 0)
+		close(req.parent_pidfd);
 	if (rc && rc != SB__GONE) {
 		close(report[0]);
 		if (pidfd >= 0)
