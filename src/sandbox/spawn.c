@@ -299,9 +299,29 @@ int sb__self_pidfd(void)
 	return (int)syscall(SYS_pidfd_open, getpid(), 0);
 }
 
-static int send_go(int fd)
+/* One byte, and with it fd when >= 0. */
+static int send_go(int fd, int with_fd)
 {
-	return send(fd, "g", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+	struct iovec iov = { .iov_base = "g", .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	if (with_fd >= 0) {
+		memset(&cbuf, 0, sizeof cbuf);
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = sizeof cbuf.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &with_fd, sizeof with_fd);
+	}
+	ssize_t n;
+	while ((n = sendmsg(fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	return n == 1 ? 0 : -errno;
 }
 
 int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, struct sb_cgroup *cg,
@@ -439,7 +459,7 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 	*pidfd_out = pidfd;
 	if ((rc = sb__write_id_maps(pid, l->uid, l->gid, host->root, err)))
 		fl_err_prefix(err, "sandbox step 'users' failed");
-	else if ((rc = send_go(go[1])))
+	else if ((rc = send_go(go[1], -1)))
 		fl_err_set(err, rc, "sandbox step 'spawn' failed: cannot release the child: %s", strerror(-rc));
 	/* The cgroup is made while the child builds its root; it waits for it before seccomp. */
 	if (!rc && host->cgroup) {
@@ -448,7 +468,8 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 		else if ((rc = sb__cgroup_place(cg, pid)))
 			fl_err_set(err, rc, "sandbox step 'cgroup' failed: cannot move the sandbox into '%s': %s",
 				   cg->path, strerror(-rc));
-		else if ((rc = send_go(go[1])) == -EPIPE || rc == -ECONNRESET)
+		else if ((rc = send_go(go[1], cg->version == 1 ? cg->procs_fd : -1)) == -EPIPE ||
+			 rc == -ECONNRESET)
 			/* It failed a step meanwhile: its report says which. */
 			rc = SB__GONE;
 		else if (rc)
