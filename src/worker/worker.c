@@ -54,6 +54,8 @@ struct wk_worker {
 	char *app_url;
 	char *jwt_secret;
 	char *engine_exe;
+	wk_app_local_fn app_local;
+	void *app_local_arg;
 	char worker_name[96];
 	struct bq_worker *queue;
 	/* Process-sandbox modes: what the host offers, what sandboxes see, the zygote that forks
@@ -571,6 +573,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.running = json_array(),
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
+				   .local = w->app_local, .local_arg = w->app_local_arg,
 				   .give_up_arg = &r };
 	char delivery[256];
 	snprintf(delivery, sizeof delivery, "%s:%d", job->id, job->attempts_started);
@@ -688,6 +691,8 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	while (n && w->app_url[n - 1] == '/')
 		w->app_url[--n] = '\0';
 	w->jwt_secret = fl_strdup(o->jwt_secret);
+	w->app_local = o->app_local;
+	w->app_local_arg = o->app_local_arg;
 	if (o->engine_exe) {
 		w->engine_exe = fl_strdup(o->engine_exe);
 	} else {
