@@ -313,14 +313,15 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
 	int64_t timeout_ms = (int64_t)w->cfg->flow_timeout_s * 1000;
 	json_t *resume = json_object_get(ctx, "resume");
+	/* Missing pieces of the context fail the pack (NULL), not the worker. */
 	json_t *op = json_pack(
-		"{sssssOsOsOss sI s{sIsIsI}}", "type", "run", "runId", r->run_id, "flowId",
-		json_string_value(json_object_get(ctx, "flowId")), "flowVersion",
+		"{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:I, s:{s:I, s:I, s:I}}", "type", "run", "runId",
+		r->run_id, "flowId", json_string_value(json_object_get(ctx, "flowId")), "flowVersion",
 		json_object_get(ctx, "flowVersion"), "triggerOutput",
 		json_object_get(ctx, "triggerOutput"), "steps", json_object_get(ctx, "steps"),
 		"frontendUrl", json_string_value(json_object_get(ctx, "frontendUrl")), "attempt",
-		r->attempt, "limits", "logSizeBytes",
-		json_integer_value(json_object_get(ctx, "logSizeLimitBytes")), "jsTimeMs",
+		(json_int_t)r->attempt, "limits", "logSizeBytes",
+		(json_int_t)json_integer_value(json_object_get(ctx, "logSizeLimitBytes")), "jsTimeMs",
 		(json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs", (json_int_t)timeout_ms);
 	if (!op)
 		return status_result("INTERNAL_ERROR", "the app's run context is incomplete");
