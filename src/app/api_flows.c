@@ -231,6 +231,7 @@ static void update_flow(struct app *a, struct app_req *r, struct app_response *r
 	struct fl_err err = { 0 };
 	int rc = store_flow_update(a->store, &f, NULL, &err);
 	store_flow_release(&f);
+	app_flow_forget(a, id);
 	if (!rc)
 		rc = store_flow_get(a->store, id, &f, &err);
 	if (rc) {
@@ -314,6 +315,7 @@ void app_api_flows(struct app *a, struct app_req *r, struct app_response *resp)
 		update_flow(a, r, resp, id);
 	} else if (!strcmp(m, "DELETE")) {
 		int rc = store_flow_delete(a->store, id, fl_now_ms(), &err);
+		app_flow_forget(a, id);
 		if (rc) {
 			app_reply_fail(resp, rc, &err);
 			return;

@@ -52,6 +52,67 @@ int app_enqueue(struct app *a, const char *job_id, const char *run_id, const cha
 	return rc;
 }
 
+/* ---- the flow cache ---- */
+
+static struct app_flow_entry *flow_slot(struct app *a, const char *flow_id)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = flow_id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &a->flows[h % APP_FLOW_CACHE];
+}
+
+int app_flow_lookup(struct app *a, const char *flow_id, char version_id[64], json_t **version,
+		    struct fl_err *err)
+{
+	*version = NULL;
+	if (strlen(flow_id) >= 64)
+		return fl_err_set(err, FL_ENOTFOUND, "flow not found");
+	int64_t now = fl_mono_ms();
+	pthread_mutex_lock(&a->flow_mu);
+	struct app_flow_entry *e = flow_slot(a, flow_id);
+	if (e->version && !strcmp(e->id, flow_id) && now < e->expires_ms) {
+		memcpy(version_id, e->version_id, 64);
+		*version = json_incref(e->version);
+	}
+	pthread_mutex_unlock(&a->flow_mu);
+	if (*version)
+		return 0;
+	struct store_flow f;
+	int rc = store_flow_get(a->store, flow_id, &f, err);
+	if (rc)
+		return rc;
+	json_t *v = json_loads(f.definition, 0, NULL);
+	if (!v || strlen(f.version_id) >= 64) {
+		json_decref(v);
+		store_flow_release(&f);
+		return fl_err_set(err, FL_EDB, "flow '%s' has an unreadable version", flow_id);
+	}
+	snprintf(version_id, 64, "%s", f.version_id);
+	*version = json_incref(v);
+	pthread_mutex_lock(&a->flow_mu);
+	json_decref(e->version);
+	snprintf(e->id, sizeof e->id, "%s", flow_id);
+	snprintf(e->version_id, sizeof e->version_id, "%s", f.version_id);
+	e->version = v;
+	e->expires_ms = now + APP_FLOW_CACHE_MS;
+	pthread_mutex_unlock(&a->flow_mu);
+	store_flow_release(&f);
+	return 0;
+}
+
+void app_flow_forget(struct app *a, const char *flow_id)
+{
+	pthread_mutex_lock(&a->flow_mu);
+	struct app_flow_entry *e = flow_slot(a, flow_id);
+	if (!strcmp(e->id, flow_id)) {
+		json_decref(e->version);
+		e->version = NULL;
+		e->id[0] = '\0';
+	}
+	pthread_mutex_unlock(&a->flow_mu);
+}
+
 /* ---- authentication of catch_webhook ---- */
 
 /* A field of the trigger's auth settings: authFields.<key>, or <key> at the top of input. */
@@ -213,24 +274,22 @@ void app_api_webhook(struct app *a, struct app_req *r, struct app_response *resp
 	const char *flow_id = r->segs[2];
 	int sync = r->n_segs == 4;
 	struct fl_err err = { 0 };
-	struct store_flow flow;
-	int rc = store_flow_get(a->store, flow_id, &flow, &err);
+	char version_id[64];
+	json_t *version;
+	int rc = app_flow_lookup(a, flow_id, version_id, &version, &err);
 	if (rc) {
 		app_reply_fail(resp, rc, &err);
 		return;
 	}
-	json_t *version = json_loads(flow.definition, 0, NULL);
-	if (!authorized(r, version)) {
-		json_decref(version);
-		store_flow_release(&flow);
+	int ok = authorized(r, version);
+	json_decref(version);
+	if (!ok) {
 		app_response_add_header(resp, "WWW-Authenticate", "Basic");
 		app_reply_error(resp, 401, "the webhook's authentication failed");
 		return;
 	}
-	json_decref(version);
 	json_t *body = parse_body(r, &err);
 	if (!body) {
-		store_flow_release(&flow);
 		app_reply_error(resp, 400, "%s", err.msg);
 		return;
 	}
@@ -248,21 +307,19 @@ void app_api_webhook(struct app *a, struct app_req *r, struct app_response *resp
 
 	char run_id[22];
 	fl_random_id(run_id);
-	struct store_run run = { .id = run_id, .flow_id = flow.id,
-				 .flow_version_id = flow.version_id, .synchronous = sync,
+	struct store_run run = { .id = run_id, .flow_id = (char *)flow_id,
+				 .flow_version_id = version_id, .synchronous = sync,
 				 .trigger_output = text, .job_id = run_id, .created_at = fl_now_ms() };
 	rc = store_run_create(a->store, &run, &err);
 	free(text);
 	if (rc) {
-		store_flow_release(&flow);
 		app_reply_fail(resp, rc, &err);
 		return;
 	}
 	/* Registered before the job exists, so that no answer can come before we listen. */
 	struct app_waiter *w =
 		sync ? app_sync_wait(a, run_id, (int64_t)a->cfg->webhook_timeout_s * 1000) : NULL;
-	rc = app_enqueue(a, run_id, run_id, flow.id, flow.version_id, "BEGIN", sync, 0, &err);
-	store_flow_release(&flow);
+	rc = app_enqueue(a, run_id, run_id, flow_id, version_id, "BEGIN", sync, 0, &err);
 	if (rc) {
 		fl_error("app", "cannot enqueue run '%s': %s", run_id, err.msg);
 		store_run_abandon(a->store, run_id, STORE_RUN_QUEUED, 0, STORE_RUN_INTERNAL_ERROR,

@@ -23,6 +23,7 @@
 
 #define BODY_LIMIT (5 * 1024 * 1024)
 #define MAX_HEADERS 128
+#define DRAIN_LIMIT (64ULL * 1024 * 1024)
 
 /* ---- lifecycle ---- */
 
@@ -40,7 +41,10 @@ struct app *app_new(const struct app_opts *o, struct fl_err *err)
 	a->jwt_secret = fl_strdup(o->jwt_secret);
 	a->http_threads = o->http_threads > 0 ? o->http_threads : 4;
 	a->background = o->background;
-	a->reaper_interval_ms = o->reaper_interval_ms > 0 ? o->reaper_interval_ms : 5000;
+	int64_t half_grace = app_reaper_grace_ms(o->cfg) / 2;
+	a->reaper_interval_ms = o->reaper_interval_ms > 0 ? o->reaper_interval_ms
+				: half_grace < 5000	  ? (int)half_grace
+							  : 5000;
 	a->schedule_interval_ms = o->schedule_interval_ms > 0 ? o->schedule_interval_ms : 500;
 	a->body_limit = BODY_LIMIT;
 	a->engine_body_limit = app_engine_body_limit(o->cfg->max_flow_run_log_size_mb);
@@ -49,6 +53,7 @@ struct app *app_new(const struct app_opts *o, struct fl_err *err)
 	app_metrics_init(&a->metrics);
 	pthread_mutex_init(&a->sync.mu, NULL);
 	pthread_mutex_init(&a->sched_mu, NULL);
+	pthread_mutex_init(&a->flow_mu, NULL);
 	pthread_mutex_init(&a->bg_mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -68,6 +73,9 @@ void app_free(struct app *a)
 	app_metrics_release(&a->metrics);
 	pthread_mutex_destroy(&a->sync.mu);
 	pthread_mutex_destroy(&a->sched_mu);
+	for (int i = 0; i < APP_FLOW_CACHE; i++)
+		json_decref(a->flows[i].version);
+	pthread_mutex_destroy(&a->flow_mu);
 	pthread_mutex_destroy(&a->bg_mu);
 	pthread_cond_destroy(&a->bg_cv);
 	fl_free(a->api_key);
@@ -223,12 +231,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 		c->limit = app_body_limit(a, c->target);
 		const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > c->limit) {
-			/* Refused before the body is read: the client learns at once. */
+		unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+		if (declared > c->limit) {
 			c->too_large = 1;
-			char msg[96];
-			snprintf(msg, sizeof msg, "request body is larger than %zu bytes", c->limit);
-			return send_error(a, con, 413, msg);
+			/* A client that waits for 100-continue has sent nothing yet, and one that
+			 * declares a huge body is not worth reading: refuse at once (the connection
+			 * then closes). Other clients are sending already and would see a broken
+			 * pipe instead of the answer, so their body is read and dropped first. */
+			const char *expect = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+									 MHD_HTTP_HEADER_EXPECT);
+			if (expect || declared > DRAIN_LIMIT) {
+				char msg[96];
+				snprintf(msg, sizeof msg, "request body is larger than %zu bytes",
+					 c->limit);
+				return send_error(a, con, 413, msg);
+			}
 		}
 		return MHD_YES;
 	}

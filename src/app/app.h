@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 struct bq_queue;
+struct fl_buf;
 struct fl_config;
 struct fl_err;
 struct store;
@@ -24,7 +25,7 @@ struct app_opts {
 	const char *jwt_secret;      /* engine token secret */
 	int http_threads;            /* 0: 4 */
 	int background;              /* start the scheduler, reaper and sync-wait threads */
-	int reaper_interval_ms;      /* 0: 5000 */
+	int reaper_interval_ms;      /* 0: half the reaper's grace, at most 5000 */
 	int schedule_interval_ms;    /* 0: 500 */
 };
 
@@ -89,6 +90,11 @@ int app_waiter_arm(struct app *a, struct app_waiter *w, void (*wake)(void *ctx),
 void app_waiter_take(struct app *a, struct app_waiter *w, struct app_response *resp);
 /* Gives up on a waiter that was never armed (the fuzz target, a failed suspend). */
 void app_waiter_cancel(struct app *a, struct app_waiter *w);
+
+/* Appends fn's Prometheus text to every GET /metrics (flowd serve: the metrics of the worker in
+ * the same process). fn(arg, out) runs on an HTTP thread during a scrape. Setting NULL waits for
+ * scrapes in progress, so that arg may be freed afterwards. */
+void app_set_metrics_hook(struct app *a, void (*fn)(void *arg, struct fl_buf *out), void *arg);
 
 /* Runs one pass of the scheduler or of the reaper now (tests drive them without threads). */
 void app_schedule_tick(struct app *a, int64_t now_ms);

@@ -30,6 +30,11 @@ struct app_metrics {
 	uint64_t schedule_fired;
 	uint64_t reaped;
 	uint64_t requeued;
+	/* More metrics appended to each scrape (flowd serve: its worker's). A scrape holds hook_mu
+	 * while it runs the hook, so that clearing the hook waits for scrapes in progress. */
+	pthread_mutex_t hook_mu;
+	void (*hook)(void *arg, struct fl_buf *out);
+	void *hook_arg;
 };
 
 enum app_origin { APP_ORIGIN_WEBHOOK, APP_ORIGIN_SCHEDULE, APP_ORIGIN_RETRY, APP_ORIGIN_RESUME };
@@ -78,6 +83,19 @@ void app_sync_abort_all(struct app *a);
 
 struct app_sched_entry;
 
+/* Flows as webhooks need them, cached for a second: a webhook then costs no read of the store.
+ * A change made through this app is seen at once; one made through another replica within
+ * APP_FLOW_CACHE_MS. */
+#define APP_FLOW_CACHE 128
+#define APP_FLOW_CACHE_MS 1000
+
+struct app_flow_entry {
+	char id[64];
+	char version_id[64];
+	json_t *version; /* the version's JSON, never modified once cached */
+	int64_t expires_ms; /* monotonic */
+};
+
 struct app {
 	const struct fl_config *cfg;
 	struct store *store;
@@ -96,6 +114,9 @@ struct app {
 
 	struct app_metrics metrics;
 	struct app_sync sync;
+
+	pthread_mutex_t flow_mu;
+	struct app_flow_entry flows[APP_FLOW_CACHE];
 
 	/* scheduler state: next tick per scheduled flow */
 	pthread_mutex_t sched_mu;
@@ -169,9 +190,18 @@ json_t *app_json_time(int64_t ms);
 int app_flow_schedule(const json_t *version, char **cron, char **tz, char **output,
 		      struct fl_err *err);
 
+/* The latest version of flow_id (id into version_id[64], JSON into *version, a new reference),
+ * from the cache or the store. FL_ENOTFOUND for an unknown or deleted flow. */
+int app_flow_lookup(struct app *a, const char *flow_id, char version_id[64], json_t **version,
+		    struct fl_err *err);
+/* Drops flow_id from the cache (it changed). */
+void app_flow_forget(struct app *a, const char *flow_id);
+
 /* ---- background work ---- */
 
 void app_schedule_release(struct app *a);
+/* How long a run may sit unchanged before the reaper looks at its job. */
+int64_t app_reaper_grace_ms(const struct fl_config *cfg);
 
 void app_bg_start(struct app *a);
 void app_bg_stop(struct app *a);

@@ -236,6 +236,8 @@ void app_client_print_run(FILE *f, const json_t *run)
 			int to = (int)((end - t0) * AXIS / span);
 			if (from < 0)
 				from = 0;
+			if (from > AXIS - 1)
+				from = AXIS - 1;
 			if (to > AXIS)
 				to = AXIS;
 			char bar[AXIS + 1];

@@ -79,19 +79,18 @@ static void start(struct app *a, const char *run_id, const json_t *body,
 	struct store_run run;
 	struct fl_err err = { 0 };
 	int attempt = 0;
-	int rc = store_run_start(a->store, &st, &run, &attempt, &err);
+	struct store_step *steps = NULL;
+	size_t n = 0;
+	int rc = store_run_start_with_steps(a->store, &st, &run, &attempt, &steps, &n, &err);
 	if (rc) {
 		reply_store_fail(a, run_id, resp, rc, &err);
 		return;
 	}
 	struct store_version ver;
-	struct store_step *steps = NULL;
-	size_t n = 0;
 	rc = store_version_get(a->store, run.flow_version_id, &ver, &err);
-	if (!rc)
-		rc = store_steps_list(a->store, run_id, &steps, &n, &err);
 	if (rc) {
 		app_reply_fail(resp, rc, &err);
+		store_step_list_free(steps, n);
 		store_run_release(&run);
 		return;
 	}
@@ -340,6 +339,8 @@ static void finish(struct app *a, const char *run_id, const json_t *body, int pa
 	struct fl_err err = { 0 };
 	int rc;
 	struct store_job job = { 0 };
+	struct store_run after;
+	int have_after = 0;
 	const json_t *response = json_object_get(body, "response");
 	if (!json_is_object(response))
 		response = NULL;
@@ -354,7 +355,8 @@ static void finish(struct app *a, const char *run_id, const json_t *body, int pa
 					  .response = resp_text,
 					  .pause = status == STORE_RUN_PAUSED ? &pause : NULL,
 					  .now = fl_now_ms() };
-		rc = store_run_finish(a->store, &f, &job, &err);
+		rc = store_run_finish_get(a->store, &f, &job, &after, &err);
+		have_after = !rc;
 		free(steps);
 		free(failed);
 		free(resp_text);
@@ -363,23 +365,20 @@ static void finish(struct app *a, const char *run_id, const json_t *body, int pa
 		reply_store_fail(a, run_id, resp, rc, &err);
 		return;
 	}
-	if (job.needed) {
-		struct store_run run;
-		if (!store_run_get(a->store, run_id, &run, &err)) {
-			if (app_enqueue(a, job.job_id, run.id, run.flow_id, run.flow_version_id,
-					job.execution_type, run.synchronous, job.delay_ms, &err))
-				fl_warn("app", "resume of run '%s' not enqueued (the reaper will): %s",
-					run_id, err.msg);
-			store_run_release(&run);
-		}
-	}
-	store_job_release(&job);
-
 	struct store_run run;
-	if (store_run_get(a->store, run_id, &run, &err)) {
+	if (have_after) {
+		run = after;
+	} else if (store_run_get(a->store, run_id, &run, &err)) {
+		store_job_release(&job);
 		app_reply_fail(resp, FL_EDB, &err);
 		return;
 	}
+	if (job.needed &&
+	    app_enqueue(a, job.job_id, run.id, run.flow_id, run.flow_version_id, job.execution_type,
+			run.synchronous, job.delay_ms, &err))
+		fl_warn("app", "resume of run '%s' not enqueued (the reaper will): %s", run_id,
+			err.msg);
+	store_job_release(&job);
 	if (store_run_status_is_final(run.status)) {
 		json_t *stored = run.response ? json_loads(run.response, 0, NULL) : NULL;
 		app_sync_notify(a, run_id, stored, 1);

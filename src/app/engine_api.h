@@ -60,6 +60,8 @@
  *      (eng_host.respond), as soon as it does: a sync webhook caller is waiting for it.
  *      Request: {"attempt": n, "response": {"status", "headers", "body"}}
  *      200: {"stored": true|false} (only the run's first response counts).
+ *      When the run finishes right after it responds (respond: stop), the response may travel
+ *      in the result instead, saving a request: the app answers the sync caller from either.
  *
  *   4. POST /v1/engine/runs/:runId/result   once, when the engine finishes (eng_run's result),
  *      BEFORE the BullMQ job is completed or failed (the reaper treats a RUNNING run whose job
@@ -83,7 +85,9 @@
  *      then completes the job.
  *
  *   POST /v1/engine/runs/:runId/pause   the same as a result with status PAUSED:
- *      {"attempt", "waitpoint": {...}, "steps"?, "records"?}.
+ *      {"attempt", "waitpoint": {...}, "steps"?, "records"?}. Posting the PAUSED result after
+ *      it returns 200 and changes nothing, even if the resume has already started the next
+ *      attempt.
  *
  * PIECE STORE (the store piece; keys as the engine scopes them, 1..128 characters; values are
  * any JSON up to 512 KiB)

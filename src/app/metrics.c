@@ -15,11 +15,21 @@ void app_metrics_init(struct app_metrics *m)
 {
 	memset(m, 0, sizeof *m);
 	pthread_mutex_init(&m->mu, NULL);
+	pthread_mutex_init(&m->hook_mu, NULL);
 }
 
 void app_metrics_release(struct app_metrics *m)
 {
 	pthread_mutex_destroy(&m->mu);
+	pthread_mutex_destroy(&m->hook_mu);
+}
+
+void app_set_metrics_hook(struct app *a, void (*fn)(void *arg, struct fl_buf *out), void *arg)
+{
+	pthread_mutex_lock(&a->metrics.hook_mu);
+	a->metrics.hook = fn;
+	a->metrics.hook_arg = arg;
+	pthread_mutex_unlock(&a->metrics.hook_mu);
 }
 
 void app_metrics_http(struct app_metrics *m, int status)
@@ -123,6 +133,11 @@ void app_metrics_render(struct app *a, struct app_response *resp)
 		    "# HELP flowd_sync_waiters Sync webhook calls waiting for their run.\n"
 		    "# TYPE flowd_sync_waiters gauge\nflowd_sync_waiters %d\n",
 		    waiting);
+
+	pthread_mutex_lock(&a->metrics.hook_mu);
+	if (a->metrics.hook)
+		a->metrics.hook(a->metrics.hook_arg, &b);
+	pthread_mutex_unlock(&a->metrics.hook_mu);
 
 	size_t len;
 	resp->status = 200;

@@ -82,10 +82,17 @@ static void requeue(struct app *a, const struct store_run *r, int64_t now)
 	app_metrics_count(&a->metrics, &a->metrics.requeued);
 }
 
+int64_t app_reaper_grace_ms(const struct fl_config *cfg)
+{
+	/* A dead worker's job is back in `wait` within lock + stalled interval; one more lock
+	 * period lets the next worker pick it up and start (which touches the run). */
+	return (2 * (int64_t)cfg->lock_duration_s + cfg->stalled_interval_s) * 1000;
+}
+
 void app_reap(struct app *a, int64_t now)
 {
 	const struct fl_config *cfg = a->cfg;
-	int64_t grace = ((int64_t)cfg->lock_duration_s + cfg->stalled_interval_s) * 1000 + 10000;
+	int64_t grace = app_reaper_grace_ms(cfg);
 	int64_t timeout = (int64_t)cfg->flow_timeout_s * 1000 + grace;
 	struct store_run *runs;
 	size_t n;

@@ -45,6 +45,12 @@ void app_service_stop(struct app_service *svc, int grace_ms)
 	fl_free(svc);
 }
 
+void app_service_set_metrics_hook(struct app_service *svc,
+				  void (*fn)(void *arg, struct fl_buf *out), void *arg)
+{
+	app_set_metrics_hook(svc->app, fn, arg);
+}
+
 int app_service_port(const struct app_service *svc)
 {
 	return app_port(svc->app);

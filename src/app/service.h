@@ -4,6 +4,7 @@
 #ifndef APP_SERVICE_H
 #define APP_SERVICE_H
 
+struct fl_buf;
 struct fl_config;
 struct fl_err;
 
@@ -21,6 +22,9 @@ struct app_service;
  * no server thread takes them. Returns NULL with err set when a step fails; err names it. */
 struct app_service *app_service_start(const struct fl_config *cfg, const char *redis_url,
 				      struct fl_err *err);
+/* See app_set_metrics_hook (app.h). */
+void app_service_set_metrics_hook(struct app_service *svc,
+				  void (*fn)(void *arg, struct fl_buf *out), void *arg);
 /* The port the app listens on. */
 int app_service_port(const struct app_service *svc);
 /* Graceful stop (see app_stop), then frees everything. NULL is a no-op. */

@@ -14,8 +14,9 @@
 
 static json_t *placeholder_loop(void)
 {
-	return json_pack("{s:s, s:s, s:{}, s:{s:[]}}", "type", "LOOP_ON_ITEMS", "status", "RUNNING",
-			 "input", "output", "iterations");
+	return json_pack("{s:s, s:s, s:{}, s:{s:n, s:i, s:[]}, s:i}", "type", "LOOP_ON_ITEMS",
+			 "status", "RUNNING", "input", "output", "item", "index", 0, "iterations",
+			 "duration", 0);
 }
 
 /* The iterations array of a loop record, created if missing. */
@@ -100,6 +101,11 @@ static void merge(json_t *steps, const char *path, json_t *record)
 		json_t *its = iterations_of(loop);
 		while (json_array_size(its) < (size_t)idx)
 			json_array_append_new(its, json_object());
+		json_t *out = json_object_get(loop, "output");
+		const char *st = json_string_value(json_object_get(loop, "status"));
+		/* A loop still running shows the iteration it is in, as the engine's merge does. */
+		if (st && !strcmp(st, "RUNNING") && json_integer_value(json_object_get(out, "index")) < idx)
+			json_object_set_new(out, "index", json_integer(idx));
 		level = json_array_get(its, (size_t)idx - 1);
 		if (!json_is_object(level))
 			return;

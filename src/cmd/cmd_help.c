@@ -63,7 +63,7 @@ const struct cmd cmd_table[] = {
 	  "Runs the flow in FLOW.json (a flow version, an export or a template) once, in this\n"
 	  "process. The payload is the trigger step's output as later steps see it; for a webhook\n"
 	  "flow {\"body\",\"headers\",\"queryParams\",\"method\"}. Default: {}.\n\n"
-	  "  --payload FILE|JSON  the trigger output, from a file or inline JSON\n"
+	  "  --payload FILE|JSON  the trigger output, from a file, inline JSON, or - for stdin\n"
 	  "  --json               print the run result as JSON instead of a line per step\n\n"
 	  "Store entries live in memory for the run. A step that pauses (a long delay, an\n"
 	  "approval) ends the run PAUSED.\n"

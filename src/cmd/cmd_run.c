@@ -76,6 +76,12 @@ static int on_finished(void *ctx, const struct eng_step_event *ev)
 	if (error)
 		printf("  %s%s%s", color(h, "\033[31m"), error, color(h, "\033[0m"));
 	putchar('\n');
+	/* What a code step printed, indented under its line. */
+	for (const char *p = ev->console; p && *p;) {
+		size_t n = strcspn(p, "\n");
+		printf("    %s%.*s%s\n", color(h, "\033[2m"), (int)n, p, color(h, "\033[0m"));
+		p += n + (p[n] == '\n');
+	}
 	fflush(stdout);
 	return 0;
 }
@@ -135,9 +141,18 @@ static int parse_args(int argc, char **argv, struct run_cli *cli)
 	return 0;
 }
 
-/* The payload: a file when one exists at arg, else inline JSON. */
+/* The payload: standard input for "-", a file when one exists at arg, else inline JSON. */
 static json_t *load_payload(const char *arg, struct fl_err *err)
 {
+	if (!strcmp(arg, "-")) {
+		json_error_t je;
+		json_t *v = json_loadf(stdin, JSON_DECODE_ANY, &je);
+		if (!v)
+			fl_err_set(err, FL_EINVAL, "payload on standard input is not valid JSON: "
+						   "%d:%d: %s",
+				   je.line, je.column, je.text);
+		return v;
+	}
 	struct stat st;
 	if (stat(arg, &st) == 0 && !S_ISDIR(st.st_mode))
 		return fl_json_load_file(arg, err);

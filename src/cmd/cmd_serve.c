@@ -49,6 +49,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct serve_opts 
 	return 0;
 }
 
+/* GET /metrics of the app also shows the worker that runs in the same process. */
+static void worker_metrics(void *arg, struct fl_buf *out)
+{
+	wk_worker_metrics(arg, out);
+}
+
 static int run_roles(const char *cmd, struct fl_config *cfg, const struct serve_opts *o)
 {
 	int want_app = cfg->container_type != FL_CONTAINER_WORKER;
@@ -109,6 +115,8 @@ static int run_roles(const char *cmd, struct fl_config *cfg, const struct serve_
 			fprintf(stderr, "flowd %s: %s\n", cmd, err.msg);
 			goto out;
 		}
+		if (app)
+			app_service_set_metrics_hook(app, worker_metrics, worker);
 	}
 	fl_info(cmd, "flowd %s ready (%s)", cmd, fl_container_type_name(cfg->container_type));
 	int sig = 0;
@@ -122,6 +130,8 @@ out:
 			fl_info(cmd, "handed %d unfinished jobs back to the queue", back);
 	}
 	wk_health_stop(health);
+	if (app)
+		app_service_set_metrics_hook(app, NULL, NULL);
 	wk_worker_free(worker);
 	if (app)
 		app_service_stop(app, 5000);

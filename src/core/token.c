@@ -3,12 +3,13 @@
 #include "core/token.h"
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/assert.h"
 #include "core/err.h"
 
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <pthread.h>
 #include <string.h>
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -78,11 +79,45 @@ long fl_base64url_decode(const char *s, size_t len, unsigned char *out)
 
 static const char header_b64[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* {"alg":"HS256","typ":"JWT"} */
 
+/* HMAC-SHA256 (RFC 2104) over one fetched digest: OpenSSL 3's one-shot HMAC() looks the
+ * algorithm up by name on every call, which costs more than the hashing of a token. */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 static void mac(const char *secret, const char *data, size_t len, unsigned char out[32])
 {
-	unsigned int out_len = 32;
-	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)data, len, out,
-	     &out_len);
+	pthread_once(&sha256_once, fetch_sha256);
+	unsigned char key[64] = { 0 }, pad[64], inner[32];
+	size_t klen = strlen(secret);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!sha256 || !ctx)
+		fl_assert_fail("EVP_MD_fetch(SHA256)", __FILE__, __LINE__);
+	if (klen > 64) {
+		EVP_DigestInit_ex(ctx, sha256, NULL);
+		EVP_DigestUpdate(ctx, secret, klen);
+		EVP_DigestFinal_ex(ctx, key, NULL);
+	} else {
+		memcpy(key, secret, klen);
+	}
+	for (int i = 0; i < 64; i++)
+		pad[i] = key[i] ^ 0x36;
+	EVP_DigestInit_ex(ctx, sha256, NULL);
+	EVP_DigestUpdate(ctx, pad, 64);
+	EVP_DigestUpdate(ctx, data, len);
+	EVP_DigestFinal_ex(ctx, inner, NULL);
+	for (int i = 0; i < 64; i++)
+		pad[i] = key[i] ^ 0x5c;
+	EVP_DigestInit_ex(ctx, sha256, NULL);
+	EVP_DigestUpdate(ctx, pad, 64);
+	EVP_DigestUpdate(ctx, inner, 32);
+	EVP_DigestFinal_ex(ctx, out, NULL);
+	EVP_MD_CTX_free(ctx);
+	OPENSSL_cleanse(key, sizeof key);
 }
 
 char *fl_token_sign(const char *secret, const char *run_id, int64_t iat_s, int64_t exp_s)

@@ -50,6 +50,7 @@ struct run {
 	struct fl_buf path;
 	json_t *path_json;
 	int64_t retry_base_ms;
+	struct fl_buf console; /* what the running code step printed */
 };
 
 enum walk { WALK_ON, WALK_STOP };
@@ -100,9 +101,53 @@ void eng_engine_free(struct eng_engine *e)
 	fl_free(e);
 }
 
+/* The size of v's compact JSON text, computed without writing it: the log limit is checked
+ * after every step, and dumping each record just to measure it would double a run's cost. Exact
+ * except for escapes of control characters, which are counted as two bytes instead of six, and
+ * reals, counted as 24 bytes at most. */
 static int64_t json_size(const json_t *v)
 {
-	return v ? (int64_t)json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 4;
+	if (!v)
+		return 4;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		int64_t n = 2;
+		const char *k;
+		json_t *e;
+		json_object_foreach((json_t *)v, k, e)
+			n += (int64_t)strlen(k) + 4 + json_size(e);
+		return json_object_size(v) ? n - 1 : n;
+	}
+	case JSON_ARRAY: {
+		int64_t n = 2;
+		size_t i;
+		json_t *e;
+		json_array_foreach(v, i, e)
+			n += json_size(e) + 1;
+		return json_array_size(v) ? n - 1 : n;
+	}
+	case JSON_STRING: {
+		const char *s = json_string_value(v);
+		size_t len = json_string_length(v);
+		int64_t n = (int64_t)len + 2;
+		for (size_t i = 0; i < len; i++)
+			if (s[i] == '"' || s[i] == '\\' || (unsigned char)s[i] < 0x20)
+				n++;
+		return n;
+	}
+	case JSON_INTEGER: {
+		json_int_t x = json_integer_value(v);
+		int64_t n = x < 0 ? 2 : 1;
+		for (x = x < 0 ? -(x / 10) : x / 10; x; x /= 10)
+			n++;
+		return n;
+	}
+	case JSON_REAL: return 24;
+	case JSON_TRUE:
+	case JSON_NULL: return 4;
+	case JSON_FALSE: return 5;
+	}
+	return 4;
 }
 
 static void sleep_ms(const struct run *r, int64_t ms)
@@ -180,6 +225,7 @@ static enum walk report(struct run *r, const struct eng_step *s, const json_t *r
 		.record = rec,
 		.effects = effects,
 		.duration_us = duration_us,
+		.console = s->type == ENG_STEP_CODE && r->console.len ? r->console.data : NULL,
 	};
 	if (r->host->step_finished(r->host->ctx, &ev) < 0) {
 		r->status = ENG_INTERNAL_ERROR;
@@ -297,9 +343,13 @@ static int run_once(struct run *r, const struct eng_step *s, const struct pc_act
 		struct js_code_ctx jc = { .run_id = r->run_id,
 					  .step_path = r->path.data,
 					  .request_count = &ctx->request_count };
-		struct fl_buf console = FL_BUF_INIT;
-		int rc = js_run_code(r->e->js, s->code, input, &jc, output, &console, err);
-		fl_buf_release(&console);
+		/* A failure's message carries the console output already. */
+		size_t before = r->console.len;
+		int rc = js_run_code(r->e->js, s->code, input, &jc, output, &r->console, err);
+		if (rc) {
+			r->console.len = before;
+			r->console.data[before] = '\0';
+		}
 		return rc;
 	}
 	return action->run(ctx, input, output, err);
@@ -373,6 +423,7 @@ static enum walk run_action(struct run *r, const struct eng_step *s, json_t *lev
 
 	if (r->host->step_started)
 		r->host->step_started(r->host->ctx, s, r->path.data);
+	fl_buf_reset(&r->console);
 	int64_t t0 = fl_mono_us();
 	struct fl_err err = { 0 };
 	const struct pc_action *action = NULL;
@@ -385,8 +436,10 @@ static enum walk run_action(struct run *r, const struct eng_step *s, json_t *lev
 			effects = action->effects;
 	}
 
-	char wp_id[22];
-	pc_waitpoint_id(r->run_id, r->path.data, wp_id);
+	/* Only approvals and pauses need the waitpoint id, and it costs a hash: compute it then. */
+	char wp_id[22] = "";
+	if (action && !strcmp(s->piece_name, "@activepieces/piece-approval"))
+		pc_waitpoint_id(r->run_id, r->path.data, wp_id);
 	int approval_wait = is_piece_action(s, "@activepieces/piece-approval", "wait_for_approval");
 	if (approval_wait && r->approval_link_id[0])
 		memcpy(wp_id, r->approval_link_id, sizeof wp_id);
@@ -422,6 +475,8 @@ static enum walk run_action(struct run *r, const struct eng_step *s, json_t *lev
 	enum walk next = WALK_ON;
 	if (!rc && ctx.pause) {
 		rec = new_record(s, "PAUSED", input, output ? output : json_object(), dur, NULL);
+		if (!wp_id[0])
+			pc_waitpoint_id(r->run_id, r->path.data, wp_id);
 		json_t *wp = make_waitpoint(r, s, wp_id, ctx.pause);
 		json_object_set(rec, "waitpoint", wp);
 		if (approval_wait)
@@ -487,6 +542,7 @@ static enum walk run_action(struct run *r, const struct eng_step *s, json_t *lev
 	}
 	json_decref(rec);
 	json_decref(output);
+	fl_buf_reset(&r->console);
 	return next;
 }
 
@@ -725,6 +781,7 @@ int eng_run(struct eng_engine *e, const struct eng_flow *flow, const struct eng_
 		.status = ENG_SUCCEEDED,
 		.path = FL_BUF_INIT,
 		.path_json = json_array(),
+		.console = FL_BUF_INIT,
 		.retry_base_ms = eng_retry_base_ms(),
 	};
 	const char *fe = opts->frontend_url && *opts->frontend_url ? opts->frontend_url
@@ -779,6 +836,7 @@ int eng_run(struct eng_engine *e, const struct eng_flow *flow, const struct eng_
 	json_decref(r.waitpoint);
 	json_decref(r.path_json);
 	fl_buf_release(&r.path);
+	fl_buf_release(&r.console);
 	fl_free(r.frontend);
 	*result = res;
 	if (status)

@@ -36,6 +36,7 @@ struct eng_step_event {
 	const json_t *record;  /* the StepOutput {"type","status","input","output","duration",...} */
 	int effects;           /* the step acted on the world: it must be durable before going on */
 	int64_t duration_us;
+	const char *console;   /* what a code step printed with console.*, or NULL */
 };
 
 /* The host. Callbacks that may be NULL say so. ctx is passed to each. */

@@ -8,7 +8,9 @@
 #include "core/buf.h"
 #include "core/err.h"
 
+#include <dlfcn.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,12 @@ struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts)
 	 * first VM is created; an explicit setting in the environment wins. */
 	setenv("JSC_usePollingTraps", "true", 0);
 	rt->group = JSContextGroupCreate();
+	/* A JSContextGroupRef is the VM itself (JavaScriptCore's APICast.h), so the exported
+	 * C++ member function can be called with it as `this`. FLOWD_JS_TOP_LEVEL_JOBS=1 turns
+	 * this off, to test the fallback. */
+	const char *off = getenv("FLOWD_JS_TOP_LEVEL_JOBS");
+	if (!off || strcmp(off, "1") != 0)
+		rt->drain = (void (*)(void *))dlsym(RTLD_DEFAULT, "_ZN3JSC2VM15drainMicrotasksEv");
 	JSContextGroupSetExecutionTimeLimit(rt->group, (double)rt->time_limit_ms / 1000.0,
 					    on_time_limit, rt);
 
@@ -58,6 +66,7 @@ void js_runtime_free(struct js_runtime *rt)
 {
 	if (!rt)
 		return;
+	js_code_runtime_release(rt);
 	JSClassRelease(rt->scope_class);
 	JSClassRelease(rt->code_class);
 	JSContextGroupRelease(rt->group);
@@ -295,7 +304,149 @@ char *js_format_number(double d, char out[32])
 	return out;
 }
 
+/* ---- JSON text as JSON.stringify writes it ---- */
+
+static void add_json_string(struct fl_buf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	fl_buf_addch(b, '"');
+	size_t run = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		const char *esc = NULL;
+		switch (c) {
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		case '\b': esc = "\\b"; break;
+		case '\f': esc = "\\f"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		default:
+			if (c >= 0x20)
+				continue;
+		}
+		fl_buf_add(b, s + run, i - run);
+		run = i + 1;
+		if (esc) {
+			fl_buf_adds(b, esc);
+		} else {
+			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			fl_buf_add(b, u, 6);
+		}
+	}
+	fl_buf_add(b, s + run, len - run);
+	fl_buf_addch(b, '"');
+}
+
+/* A canonical array index ("0", "17", not "01"): JavaScript lists such keys first, in
+ * numeric order, whatever order they were added in. */
+static bool is_index_key(const char *k, unsigned long *value)
+{
+	if (!*k || (k[0] == '0' && k[1]) || strlen(k) > 9)
+		return false;
+	for (const char *p = k; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	*value = strtoul(k, NULL, 10);
+	return true;
+}
+
+struct key_ref {
+	const char *key;
+	unsigned long index;
+	size_t order;
+	bool is_index;
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct key_ref *x = a, *y = b;
+	if (x->is_index != y->is_index)
+		return x->is_index ? -1 : 1;
+	if (x->is_index)
+		return x->index < y->index ? -1 : x->index > y->index;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+void js_json_dump(struct fl_buf *b, const json_t *v)
+{
+	char num[32];
+	switch (json_typeof(v)) {
+	case JSON_NULL: fl_buf_adds(b, "null"); return;
+	case JSON_TRUE: fl_buf_adds(b, "true"); return;
+	case JSON_FALSE: fl_buf_adds(b, "false"); return;
+	case JSON_INTEGER: fl_buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return;
+	case JSON_REAL: fl_buf_adds(b, js_format_number(json_real_value(v), num)); return;
+	case JSON_STRING: add_json_string(b, json_string_value(v), json_string_length(v)); return;
+	case JSON_ARRAY: {
+		fl_buf_addch(b, '[');
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			if (i)
+				fl_buf_addch(b, ',');
+			js_json_dump(b, json_array_get(v, i));
+		}
+		fl_buf_addch(b, ']');
+		return;
+	}
+	case JSON_OBJECT: break;
+	}
+	size_t n = json_object_size(v), i = 0;
+	struct key_ref small[16];
+	struct key_ref *keys = n <= 16 ? small : fl_malloc(n * sizeof *keys);
+	bool any_index = false;
+	const char *k;
+	json_t *member;
+	json_object_foreach((json_t *)v, k, member) {
+		keys[i] = (struct key_ref){ .key = k, .order = i };
+		keys[i].is_index = is_index_key(k, &keys[i].index);
+		any_index |= keys[i].is_index;
+		i++;
+	}
+	if (any_index)
+		qsort(keys, n, sizeof *keys, key_cmp);
+	fl_buf_addch(b, '{');
+	for (i = 0; i < n; i++) {
+		if (i)
+			fl_buf_addch(b, ',');
+		add_json_string(b, keys[i].key, strlen(keys[i].key));
+		fl_buf_addch(b, ':');
+		js_json_dump(b, json_object_get(v, keys[i].key));
+	}
+	fl_buf_addch(b, '}');
+	if (keys != small)
+		fl_free(keys);
+}
+
 /* ---- scripts ---- */
+
+void js_drain(struct js_runtime *rt, JSContextRef ctx)
+{
+	/* A C callback runs without the VM's heap access; the API functions take it back
+	 * through the API lock, and so must we before running JavaScript from here. */
+	JSLock(ctx);
+	rt->drain((void *)rt->group);
+	JSUnlock(ctx);
+}
+
+struct js_nested_eval {
+	JSStringRef source;
+	JSValueRef result, exception;
+};
+
+/* Runs inside a VM entry of its own: evaluates the script, then its promise jobs, so that the
+ * watchdog covers both. */
+static JSValueRef nested_eval_entry(JSContextRef ctx, JSObjectRef fn, JSObjectRef self,
+				    size_t argc, const JSValueRef argv[], JSValueRef *exception)
+{
+	struct js_global *g = JSObjectGetPrivate(JSContextGetGlobalObject(ctx));
+	struct js_runtime *rt = g->rt;
+	struct js_nested_eval *ne = rt->nested_eval;
+	ne->result = JSEvaluateScript(ctx, ne->source, NULL, NULL, 1, &ne->exception);
+	if (!rt->terminated)
+		js_drain(rt, ctx);
+	return JSValueMakeUndefined(ctx);
+}
 
 int js_eval_script(struct js_runtime *rt, JSContextRef ctx, const char *source, size_t len,
 		   JSValueRef *result, struct fl_err *err)
@@ -308,9 +459,22 @@ int js_eval_script(struct js_runtime *rt, JSContextRef ctx, const char *source, 
 	if (text != stackbuf)
 		fl_free(text);
 
-	JSValueRef exc = NULL;
+	JSValueRef exc = NULL, r;
 	js_enter(rt);
-	JSValueRef r = JSEvaluateScript(ctx, src, NULL, NULL, 1, &exc);
+	if (rt->drain && JSObjectGetPrivate(JSContextGetGlobalObject(ctx))) {
+		/* Promise jobs run at the top level would each get a fresh time limit, and an
+		 * endless chain of them (`for (;;) await null`) could never be stopped. */
+		struct js_nested_eval ne = { .source = src };
+		rt->nested_eval = &ne;
+		JSObjectRef fn = JSObjectMakeFunctionWithCallback(ctx, NULL, nested_eval_entry);
+		JSObjectCallAsFunction(ctx, fn, NULL, 0, NULL, &exc);
+		rt->nested_eval = NULL;
+		r = ne.result;
+		if (!exc)
+			exc = ne.exception;
+	} else {
+		r = JSEvaluateScript(ctx, src, NULL, NULL, 1, &exc);
+	}
 	JSStringRelease(src);
 	if (js_leave_terminated(rt, ctx))
 		return fl_err_set(err, FL_ETIMEOUT, "script ran past its time limit of %lld ms",

@@ -12,9 +12,12 @@ struct fl_err;
 struct net_policy;
 
 struct js_runtime_opts {
-	/* CPU time one script may run without returning to the engine: an expression, a code
-	 * step's body, one timer callback or one promise continuation. Past it the script is
-	 * stopped and the evaluation or step fails with FL_ETIMEOUT. 0: 10 s. */
+	/* CPU time of one evaluation (an expression with the promise jobs it queues) or of one
+	 * whole code step (its body, timers and promise jobs together). Past it the script is
+	 * stopped and the evaluation or step fails with FL_ETIMEOUT; waiting on a timer or a
+	 * fetch uses none of it. 0: 10 s. (Where JavaScriptCore does not export
+	 * VM::drainMicrotasks the limit applies to each callback and promise job separately,
+	 * and an endless chain of promise jobs is stopped only by the flow timeout.) */
 	int64_t time_limit_ms;
 	/* Wall time of a whole code step, timers and fetches included. 0: 600 s. */
 	int64_t code_wall_limit_ms;
@@ -58,6 +61,11 @@ int js_session_eval_text(struct js_session *s, const char *expr, size_t len, str
  * which must hold 32 bytes. Returns out. */
 char *js_format_number(double d, char out[32]);
 
+/* Appends value to b as compact JSON text exactly as JavaScript's JSON.stringify writes it:
+ * numbers in their shortest form (6.4, not jansson's 6.4000000000000004), index-like keys
+ * first in numeric order, the same string escapes. */
+void js_json_dump(struct fl_buf *b, const json_t *value);
+
 /* What a code step's fetch needs to stamp requests: Idempotency-Key: <run_id>:<step_path>:<n>,
  * with n counted from *request_count (incremented per request). */
 struct js_code_ctx {
@@ -67,10 +75,17 @@ struct js_code_ctx {
 };
 
 /* Runs a CODE step: source is a module exporting `code` (`export const code = async (inputs) =>
- * ...`), inputs its resolved input. Awaits the result, running timers and fetches. On success
+ * ...`, `export async function code`, `export default ...`), inputs its resolved input. It runs
+ * in a fresh global context with console, setTimeout/setInterval and their clear functions,
+ * fetch, atob/btoa and crypto (randomUUID, getRandomValues), and no require, process or file
+ * system; an import fails the step. Awaits the result, running timers and fetches. On success
  * *out is the returned value as JSON (NULL for undefined). console output is appended to
- * console (may be NULL). Returns FL_EJS with the error text when the code throws or rejects
- * (console output appended to the message), FL_ETIMEOUT past the time limit. */
+ * console (may be NULL). Returns FL_EJS with the error text ("Error: boom") when the code
+ * throws or rejects, leaves a promise rejection unhandled, throws in a timer, or waits on a
+ * promise nothing can settle (console output appended to the message after a newline);
+ * FL_ETIMEOUT past time_limit_ms or code_wall_limit_ms. fetch(url, {method, headers, body,
+ * redirect}) resolves to {status, ok, statusText, url, redirected, headers.get/has/forEach,
+ * text(), json()}; a network error or a refused address rejects with a TypeError. */
 int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 		const struct js_code_ctx *ctx, json_t **out, struct fl_buf *console,
 		struct fl_err *err);

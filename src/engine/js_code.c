@@ -21,6 +21,7 @@
 
 #define CONSOLE_MAX (1 << 20) /* bytes of console output kept per step */
 #define PAST_DEADLINE 1       /* the next timer is due after the step's wall limit */
+#define NEVER_SETTLES 2       /* nothing is left that could settle the step's promise */
 
 struct timer {
 	double id;
@@ -56,6 +57,12 @@ struct js_code_run {
 
 	struct fetch *fetches;
 	size_t n_fetches, cap_fetches;
+
+	bool nested;            /* inside one VM entry, draining promise jobs ourselves */
+	int64_t deadline_us;    /* the step's wall limit */
+	JSObjectRef driver;
+	JSValueRef driver_args[3];
+	int loop_rc;
 
 	int settled;            /* 1 fulfilled, 2 rejected */
 	JSValueRef result;      /* the fulfilled value or the rejection reason */
@@ -715,44 +722,66 @@ static JSValueRef on_unhandled_rejection(JSContextRef ctx, JSObjectRef fn, JSObj
 					 size_t argc, const JSValueRef argv[],
 					 JSValueRef *exception)
 {
-	struct js_code_run *run = run_of(ctx);
+	struct js_global *g = JSObjectGetPrivate(JSContextGetGlobalObject(ctx));
+	struct js_code_run *run = !g ? NULL : g->run ? g->run : g->rt->current_run;
 	if (run && !run->failure.len) {
 		fl_buf_adds(&run->failure, "unhandled promise rejection: ");
-		if (argc > 1)
-			js_exception_text(ctx, argv[1], &run->failure);
+		if (argc > 1) /* in the step's realm, where its Error is Error */
+			js_exception_text(run->ctx, argv[1], &run->failure);
 	}
 	return JSValueMakeUndefined(ctx);
 }
 
+/* Appended to the step's script, so that one evaluation both defines `code` and yields the
+ * function that starts it; the call to code happens in a promise job, so that a synchronous
+ * throw and a rejection end the same way. */
 static const char driver_source[] =
-	"(function (code, inputs, fulfilled, rejected) {\n"
+	"\n;(function (inputs, fulfilled, rejected) {\n"
 	"  if (typeof code !== 'function')\n"
 	"    throw new TypeError('the code step must export a function named code');\n"
 	"  Promise.resolve().then(() => code(inputs)).then(fulfilled, rejected);\n"
-	"})";
+	"})\n";
 
-/* Calls fn at the top level: JavaScriptCore drains promise jobs when the call returns. */
-static int call_top(struct js_code_run *run, JSObjectRef fn, size_t argc,
-		    const JSValueRef argv[], bool is_timer)
+enum call_kind { CALL_DRIVER, CALL_TIMER, CALL_SETTLE };
+
+/* Calls fn and lets the promise jobs it queued run. At the top level JavaScriptCore drains
+ * them as the call returns; nested (run->nested) we drain them here, inside the same VM
+ * entry, so that the watchdog still counts their time. A throw from the driver or a timer is
+ * recorded as the step's failure. Returns 0, FL_EJS or FL_ETIMEOUT. */
+static int call_js(struct js_code_run *run, JSObjectRef fn, size_t argc, const JSValueRef argv[],
+		   enum call_kind kind)
 {
+	struct js_runtime *rt = run->rt;
 	JSValueRef exc = NULL;
-	js_enter(run->rt);
+	if (!run->nested)
+		js_enter(rt);
 	JSObjectCallAsFunction(run->ctx, fn, NULL, argc, argv, &exc);
-	if (js_leave_terminated(run->rt, run->ctx))
+	if (run->nested) {
+		if (rt->terminated)
+			return FL_ETIMEOUT;
+		js_drain(rt, run->ctx);
+		if (rt->terminated)
+			return FL_ETIMEOUT;
+	} else if (js_leave_terminated(rt, run->ctx)) {
 		return FL_ETIMEOUT;
-	if (exc && is_timer && !run->failure.len) {
-		fl_buf_adds(&run->failure, "uncaught exception in a timer: ");
+	}
+	if (!exc)
+		return 0;
+	if (kind != CALL_SETTLE && !run->failure.len) {
+		if (kind == CALL_TIMER)
+			fl_buf_adds(&run->failure, "uncaught exception in a timer: ");
 		js_exception_text(run->ctx, exc, &run->failure);
 	}
-	return exc ? FL_EJS : 0;
+	return FL_EJS;
 }
 
 static JSValueRef response_factory(struct js_code_run *run)
 {
 	if (!run->response_factory) {
-		JSValueRef v = NULL;
-		if (js_eval_script(run->rt, run->ctx, response_source, strlen(response_source), &v,
-				   NULL) == 0) {
+		JSStringRef src = JSStringCreateWithUTF8CString(response_source);
+		JSValueRef v = JSEvaluateScript(run->ctx, src, NULL, NULL, 1, NULL);
+		JSStringRelease(src);
+		if (v) {
 			run->response_factory = v;
 			keep(run, v);
 		}
@@ -760,8 +789,9 @@ static JSValueRef response_factory(struct js_code_run *run)
 	return run->response_factory;
 }
 
-static int run_fetch(struct js_code_run *run, int64_t deadline_us)
+static int run_fetch(struct js_code_run *run)
 {
+	int64_t deadline_us = run->deadline_us;
 	struct fetch f = run->fetches[0];
 	memmove(run->fetches, run->fetches + 1, --run->n_fetches * sizeof *run->fetches);
 	JSContextRef ctx = run->ctx;
@@ -829,13 +859,14 @@ static int run_fetch(struct js_code_run *run, int64_t deadline_us)
 		set_named(ctx, (JSObjectRef)arg, "name", make_string(ctx, "TypeError"));
 		settle = f.reject;
 	}
-	rc = call_top(run, settle, 1, &arg, false);
+	rc = call_js(run, settle, 1, &arg, CALL_SETTLE);
 	fetch_release(run, &f);
 	return rc == FL_ETIMEOUT ? rc : 0;
 }
 
-static int run_next_timer(struct js_code_run *run, int64_t deadline_us)
+static int run_next_timer(struct js_code_run *run)
 {
+	int64_t deadline_us = run->deadline_us;
 	size_t best = 0;
 	for (size_t i = 1; i < run->n_timers; i++) {
 		struct timer *a = &run->timers[i], *b = &run->timers[best];
@@ -863,7 +894,7 @@ static int run_next_timer(struct js_code_run *run, int64_t deadline_us)
 	} else {
 		run->timers[best] = run->timers[--run->n_timers];
 	}
-	int rc = call_top(run, fired.fn, fired.n_args, fired.args, true);
+	int rc = call_js(run, fired.fn, fired.n_args, fired.args, CALL_TIMER);
 	timer_release(run, &fired);
 	return rc == FL_ETIMEOUT ? rc : 0;
 }
@@ -895,59 +926,84 @@ static JSObjectRef make_function(JSContextRef ctx, const char *name,
 	return f;
 }
 
+/* Starts the step and runs timers and fetches until its promise settles. Returns 0 (settled,
+ * or a failure recorded in run->failure), FL_ETIMEOUT, PAST_DEADLINE or NEVER_SETTLES. */
+static int event_loop(struct js_code_run *run)
+{
+	int rc = call_js(run, run->driver, 3, run->driver_args, CALL_DRIVER);
+	if (rc)
+		return rc == FL_ETIMEOUT ? rc : 0;
+	while (!run->settled && !run->failure.len) {
+		if (fl_mono_us() > run->deadline_us)
+			return PAST_DEADLINE;
+		if (run->n_fetches)
+			rc = run_fetch(run);
+		else if (run->n_timers)
+			rc = run_next_timer(run);
+		else
+			return NEVER_SETTLES;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static JSValueRef loop_entry(JSContextRef ctx, JSObjectRef fn, JSObjectRef self, size_t argc,
+			     const JSValueRef argv[], JSValueRef *exception)
+{
+	struct js_code_run *run = run_of(ctx);
+	if (run)
+		run->loop_rc = event_loop(run);
+	return JSValueMakeUndefined(ctx);
+}
+
 static int run_step(struct js_code_run *run, const char *source, const json_t *inputs,
 		    json_t **out, struct fl_err *err)
 {
 	struct js_runtime *rt = run->rt;
 	JSContextRef ctx = run->ctx;
-	int64_t deadline_us = fl_mono_us() + rt->code_wall_limit_ms * 1000;
+	run->deadline_us = fl_mono_us() + rt->code_wall_limit_ms * 1000;
 
 	struct fl_buf script = FL_BUF_INIT;
 	int rc = rewrite_module(source, &script, err);
-	JSValueRef v;
-	if (!rc)
-		rc = js_eval_script(rt, ctx, script.data, script.len, &v, err);
+	JSValueRef driver = NULL;
+	if (!rc) {
+		fl_buf_adds(&script, driver_source);
+		rc = js_eval_script(rt, ctx, script.data, script.len, &driver, err);
+	}
 	fl_buf_release(&script);
 	if (rc)
 		return rc;
+	run->driver = (JSObjectRef)driver;
+	run->driver_args[0] = js_from_json(ctx, inputs ? inputs : json_null());
+	run->driver_args[1] = make_function(ctx, "fulfilled", on_fulfilled);
+	run->driver_args[2] = make_function(ctx, "rejected", on_rejected);
 
-	JSValueRef driver, code;
-	if ((rc = js_eval_script(rt, ctx, driver_source, strlen(driver_source), &driver, err)))
-		return rc;
-	/* `code` is a global lexical binding of the script above, visible to later scripts */
-	static const char get_code[] = "typeof code === 'undefined' ? undefined : code";
-	if ((rc = js_eval_script(rt, ctx, get_code, strlen(get_code), &code, err)))
-		return rc;
-	JSValueRef args[4] = { code, js_from_json(ctx, inputs ? inputs : json_null()),
-			       make_function(ctx, "fulfilled", on_fulfilled),
-			       make_function(ctx, "rejected", on_rejected) };
-	JSValueRef exc = NULL;
-	js_enter(rt);
-	JSObjectCallAsFunction(ctx, (JSObjectRef)driver, NULL, 4, args, &exc);
-	if (js_leave_terminated(rt, ctx))
-		goto timeout;
-	if (exc) {
-		struct fl_buf b = FL_BUF_INIT;
-		js_exception_text(ctx, exc, &b);
-		fl_err_set(err, FL_EJS, "%s", b.data);
-		fl_buf_release(&b);
-		return FL_EJS;
-	}
-
-	while (!run->settled && !run->failure.len) {
-		if (fl_mono_us() > deadline_us)
-			goto wall;
-		if (run->n_fetches)
-			rc = run_fetch(run, deadline_us);
-		else if (run->n_timers)
-			rc = run_next_timer(run, deadline_us);
-		else
-			return fl_err_set(err, FL_EJS, "the code's promise never settled: it waits "
-					  "for something that nothing will do");
-		if (rc == FL_ETIMEOUT)
+	if (rt->drain) {
+		/* The whole step runs inside one VM entry: the watchdog then counts the CPU time
+		 * of everything the step does, and can stop an endless chain of promise jobs,
+		 * which JavaScriptCore would otherwise run as separate entries, each with a
+		 * fresh limit. */
+		JSObjectRef entry = make_function(ctx, "run", loop_entry);
+		JSValueRef exc = NULL;
+		run->nested = true;
+		js_enter(rt);
+		JSObjectCallAsFunction(ctx, entry, NULL, 0, NULL, &exc);
+		run->nested = false;
+		if (js_leave_terminated(rt, ctx))
 			goto timeout;
-		if (rc == PAST_DEADLINE)
-			goto wall;
+		rc = run->loop_rc;
+	} else {
+		rc = event_loop(run);
+	}
+	switch (rc) {
+	case FL_ETIMEOUT: goto timeout;
+	case PAST_DEADLINE:
+		return fl_err_set(err, FL_ETIMEOUT, "code step did not finish within %lld ms",
+				  (long long)rt->code_wall_limit_ms);
+	case NEVER_SETTLES:
+		return fl_err_set(err, FL_EJS, "the code's promise never settled: it waits for "
+				  "something that nothing will do");
 	}
 	if (run->failure.len)
 		return fl_err_set(err, FL_EJS, "%s", run->failure.data);
@@ -962,9 +1018,6 @@ static int run_step(struct js_code_run *run, const char *source, const json_t *i
 timeout:
 	return fl_err_set(err, FL_ETIMEOUT, "code ran past its time limit of %lld ms",
 			  (long long)rt->time_limit_ms);
-wall:
-	return fl_err_set(err, FL_ETIMEOUT, "code step did not finish within %lld ms",
-			  (long long)rt->code_wall_limit_ms);
 }
 
 int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
@@ -979,9 +1032,19 @@ int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 	run.g.run = &run;
 	run.ctx = JSGlobalContextCreateInGroup(rt->group, rt->code_class);
 	JSObjectSetPrivate(JSContextGetGlobalObject(run.ctx), &run.g);
-	JSGlobalContextSetUnhandledRejectionCallback(
-		run.ctx, make_function(run.ctx, "unhandledRejection", on_unhandled_rejection),
-		NULL);
+	/* The context holds its unhandled-rejection callback as a GC root: a function of its own
+	 * would keep the whole context alive forever, so every step gets the runtime's one. */
+	if (!rt->host_ctx) {
+		rt->host_global = fl_calloc(1, sizeof *rt->host_global);
+		rt->host_global->rt = rt;
+		rt->host_ctx = JSGlobalContextCreateInGroup(rt->group, rt->scope_class);
+		JSObjectSetPrivate(JSContextGetGlobalObject(rt->host_ctx), rt->host_global);
+		rt->rejection_handler =
+			make_function(rt->host_ctx, "unhandledRejection", on_unhandled_rejection);
+		JSValueProtect(rt->host_ctx, rt->rejection_handler);
+	}
+	rt->current_run = &run;
+	JSGlobalContextSetUnhandledRejectionCallback(run.ctx, rt->rejection_handler, NULL);
 
 	struct fl_err local = { 0 };
 	if (!err)
@@ -1000,5 +1063,17 @@ int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 	if (console)
 		fl_buf_add(console, run.console.data, run.console.len);
 	run_release(&run);
+	rt->current_run = NULL;
 	return rc;
+}
+
+void js_code_runtime_release(struct js_runtime *rt)
+{
+	if (!rt->host_ctx)
+		return;
+	JSValueUnprotect(rt->host_ctx, rt->rejection_handler);
+	JSObjectSetPrivate(JSContextGetGlobalObject(rt->host_ctx), NULL);
+	JSGlobalContextRelease(rt->host_ctx);
+	rt->host_ctx = NULL;
+	fl_free(rt->host_global);
 }

@@ -16,6 +16,8 @@ typedef bool (*JSShouldTerminateCallback)(JSContextRef ctx, void *context);
 void JSContextGroupSetExecutionTimeLimit(JSContextGroupRef group, double limit,
 					 JSShouldTerminateCallback callback, void *context);
 void JSContextGroupClearExecutionTimeLimit(JSContextGroupRef group);
+void JSLock(JSContextRef ctx);
+void JSUnlock(JSContextRef ctx);
 void JSGlobalContextSetUnhandledRejectionCallback(JSGlobalContextRef ctx, JSObjectRef function,
 						  JSValueRef *exception);
 
@@ -28,6 +30,16 @@ struct js_runtime {
 	const struct net_policy *policy;
 	/* Set by the watchdog callback when it stopped a script. Cleared before each entry. */
 	bool terminated;
+	/* JSC::VM::drainMicrotasks(), looked up at run time; NULL when this JavaScriptCore does
+	 * not export it, and then promise jobs run only when a call returns to the top level. */
+	void (*drain)(void *vm);
+	struct js_nested_eval *nested_eval; /* the evaluation js_eval_script is running */
+	/* A context that lives as long as the runtime, holding the unhandled-rejection handler
+	 * every code step's context points to (js_code.c). */
+	JSGlobalContextRef host_ctx;
+	struct js_global *host_global;
+	JSObjectRef rejection_handler;
+	struct js_code_run *current_run;
 };
 
 /* A scope name bound lazily on first use in one context. */
@@ -53,6 +65,9 @@ void js_enter(struct js_runtime *rt);
  * returns true. */
 bool js_leave_terminated(struct js_runtime *rt, JSContextRef ctx);
 
+/* Runs the promise jobs queued so far, inside the current VM entry (rt->drain must be set). */
+void js_drain(struct js_runtime *rt, JSContextRef ctx);
+
 /* Conversion between jansson and JavaScript values. js_from_json never fails. js_to_json
  * returns 0 with *out NULL for undefined, functions and symbols, or FL_EJS (with the JS error
  * text in err) when the value cannot be written as JSON (a cycle, a BigInt). */
@@ -73,5 +88,7 @@ int js_eval_script(struct js_runtime *rt, JSContextRef ctx, const char *source, 
 
 /* Creates the code-step global class (js_code.c). */
 JSClassRef js_code_class_create(void);
+/* Releases what js_code.c keeps per runtime. */
+void js_code_runtime_release(struct js_runtime *rt);
 
 #endif

@@ -146,6 +146,8 @@ static int on_finished(void *ctx, const struct eng_step_event *ev)
 	json_t *m = json_pack("{s:s, s:s, s:s, s:O, s:O, s:b, s:b}", "type", "step_finished",
 			      "name", ev->step->name, "path", ev->path, "pathJson", ev->path_json,
 			      "record", ev->record, "effects", ev->effects, "ack", ack);
+	if (ev->console)
+		json_object_set_new(m, "console", json_string(ev->console));
 	if (emit(h, m))
 		return FL_EIO;
 	return ack ? wait_ack(h) : 0;
@@ -250,6 +252,9 @@ static int engine_for(struct engine_cache *c, const json_t *op, struct fl_err *e
 	}
 	struct net_policy *policy = NULL;
 	int rc = net_policy_new(m, allow && *allow ? allow : NULL, &policy, err);
+	/* In a sandbox with its own network namespace the only way out is the worker's broker. */
+	if (!rc && (rc = net_policy_egress_from_env(policy, err)))
+		net_policy_free(policy);
 	if (rc) {
 		fl_free(key);
 		return rc;

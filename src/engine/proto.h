@@ -38,10 +38,11 @@
  *       record says which steps each attempt replayed and which it executed.
  *   {"type":"step_started","runId","name","path"}
  *   {"type":"step_finished","runId","name","path","pathJson":[…],"record":StepOutput,
- *    "effects":bool,"ack":bool}
+ *    "effects":bool,"ack":bool,"console"?:"…"}
  *       path is "<name>" at the top level, "<loop>[<i>].<name>" inside loops (1-based i);
  *       pathJson is the same as ["loop",i,"name"], ready for eng_steps_merge() (engine.h),
- *       which merges the record into the run's steps object. A loop's own record (with all its
+ *       which merges the record into the run's steps object. "console" is what a code step
+ *       printed (console.log and friends), for the worker's logs; it is not part of the record. A loop's own record (with all its
  *       iterations) comes when the loop ends, after those of its body steps.
  *       When "ack" is true the engine reads nothing else and goes on only after the worker
  *       answers {"type":"ack"} once the record is persisted. {"type":"ack","ok":false,

@@ -21,40 +21,7 @@ struct tmpl {
 	struct fl_err *err;
 };
 
-/* ---- JSON text as JSON.stringify writes it ---- */
-
-static void add_json_string(struct fl_buf *b, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	fl_buf_addch(b, '"');
-	size_t run = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		const char *esc = NULL;
-		switch (c) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
-		default:
-			if (c >= 0x20)
-				continue;
-		}
-		fl_buf_add(b, s + run, i - run);
-		run = i + 1;
-		if (esc) {
-			fl_buf_adds(b, esc);
-		} else {
-			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-			fl_buf_add(b, u, 6);
-		}
-	}
-	fl_buf_add(b, s + run, len - run);
-	fl_buf_addch(b, '"');
-}
+/* ---- the native path ---- */
 
 /* A canonical array index ("0", "17", not "01"): JavaScript lists such keys first, in
  * numeric order, whatever order they were added in. */
@@ -69,73 +36,6 @@ static bool is_index_key(const char *k, unsigned long *value)
 	return true;
 }
 
-struct key_ref {
-	const char *key;
-	unsigned long index;
-	size_t order;
-	bool is_index;
-};
-
-static int key_cmp(const void *a, const void *b)
-{
-	const struct key_ref *x = a, *y = b;
-	if (x->is_index != y->is_index)
-		return x->is_index ? -1 : 1;
-	if (x->is_index)
-		return x->index < y->index ? -1 : x->index > y->index;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-static void add_json(struct fl_buf *b, const json_t *v)
-{
-	char num[32];
-	switch (json_typeof(v)) {
-	case JSON_NULL: fl_buf_adds(b, "null"); return;
-	case JSON_TRUE: fl_buf_adds(b, "true"); return;
-	case JSON_FALSE: fl_buf_adds(b, "false"); return;
-	case JSON_INTEGER: fl_buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return;
-	case JSON_REAL: fl_buf_adds(b, js_format_number(json_real_value(v), num)); return;
-	case JSON_STRING: add_json_string(b, json_string_value(v), json_string_length(v)); return;
-	case JSON_ARRAY: {
-		fl_buf_addch(b, '[');
-		for (size_t i = 0; i < json_array_size(v); i++) {
-			if (i)
-				fl_buf_addch(b, ',');
-			add_json(b, json_array_get(v, i));
-		}
-		fl_buf_addch(b, ']');
-		return;
-	}
-	case JSON_OBJECT: break;
-	}
-	size_t n = json_object_size(v), i = 0;
-	struct key_ref small[16];
-	struct key_ref *keys = n <= 16 ? small : fl_malloc(n * sizeof *keys);
-	bool any_index = false;
-	const char *k;
-	json_t *member;
-	json_object_foreach((json_t *)v, k, member) {
-		keys[i] = (struct key_ref){ .key = k, .order = i };
-		keys[i].is_index = is_index_key(k, &keys[i].index);
-		any_index |= keys[i].is_index;
-		i++;
-	}
-	if (any_index)
-		qsort(keys, n, sizeof *keys, key_cmp);
-	fl_buf_addch(b, '{');
-	for (i = 0; i < n; i++) {
-		if (i)
-			fl_buf_addch(b, ',');
-		add_json_string(b, keys[i].key, strlen(keys[i].key));
-		fl_buf_addch(b, ':');
-		add_json(b, json_object_get(v, keys[i].key));
-	}
-	fl_buf_addch(b, '}');
-	if (keys != small)
-		fl_free(keys);
-}
-
-/* ---- the native path ---- */
 
 enum fast { FAST_VALUE, FAST_UNDEFINED, FAST_NO };
 
@@ -346,7 +246,7 @@ static int eval_text(struct tmpl *t, const char *p, const char *end, struct fl_b
 		if (json_is_string(v))
 			fl_buf_add(out, json_string_value(v), json_string_length(v));
 		else
-			add_json(out, v);
+			js_json_dump(out, v);
 		return 0;
 	case FAST_UNDEFINED: return 0;
 	case FAST_NO: break;

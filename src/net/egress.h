@@ -27,6 +27,10 @@ struct net_policy;
 
 #define NET_EGRESS_MSG_MAX 4096
 
+/* The environment variable through which a sandbox tells its engine the descriptor number of
+ * its end of the broker connection (see net_policy_from_env). */
+#define NET_EGRESS_FD_ENV "FLOWD_EGRESS_FD"
+
 /* The worker side. Each engine connection is served by its own thread, one request at a time. */
 struct net_egress;
 

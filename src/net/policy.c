@@ -8,6 +8,7 @@
 #include "net/egress.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,24 @@ int net_policy_from_config(const struct fl_config *cfg, struct net_policy **out,
 			   struct fl_err *err)
 {
 	return net_policy_new(cfg->network_mode, cfg->ssrf_allow_list, out, err);
+}
+
+int net_policy_egress_from_env(struct net_policy *policy, struct fl_err *err)
+{
+	const char *fd_text = getenv(NET_EGRESS_FD_ENV);
+	if (!fd_text || !*fd_text)
+		return 0;
+	char *end;
+	long fd = strtol(fd_text, &end, 10);
+	/* The descriptor was inherited across exec on purpose; keep it from the engine's own
+	 * children. */
+	int copy = -1;
+	if (*end || fd < 0 || fd > 65535 || fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0 ||
+	    (copy = fcntl((int)fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return fl_err_set(err, FL_ECONFIG, "%s: '%s' is not an open descriptor",
+				  NET_EGRESS_FD_ENV, fd_text);
+	net_policy_set_egress(policy, copy);
+	return 0;
 }
 
 void net_policy_free(struct net_policy *policy)
@@ -116,8 +135,9 @@ static void add_unique(struct net_addr **addrs, size_t *n, size_t *cap, const st
 	(*addrs)[(*n)++] = *a;
 }
 
-int net_policy_resolve(const struct net_policy *policy, const char *host, struct net_addr **addrs,
-		       size_t *n, struct fl_err *err)
+/* net_policy_resolve, naming the host as shown in messages. */
+static int resolve_as(const struct net_policy *policy, const char *host, const char *shown,
+		      struct net_addr **addrs, size_t *n, struct fl_err *err)
 {
 	*addrs = NULL;
 	*n = 0;
@@ -133,7 +153,7 @@ int net_policy_resolve(const struct net_policy *policy, const char *host, struct
 		int rc = getaddrinfo(host, NULL, &hints, &res);
 		if (rc) {
 			int code = (rc == EAI_NONAME || rc == EAI_NODATA) ? FL_ENOTFOUND : FL_EIO;
-			return fl_err_set(err, code, "cannot resolve host '%s': %s", host,
+			return fl_err_set(err, code, "cannot resolve host '%s': %s", shown,
 					  rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		}
 		for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
@@ -142,10 +162,10 @@ int net_policy_resolve(const struct net_policy *policy, const char *host, struct
 		freeaddrinfo(res);
 		if (*n == 0)
 			return fl_err_set(err, FL_ENOTFOUND, "cannot resolve host '%s': no address",
-					  host);
+					  shown);
 	}
 	for (size_t i = 0; i < *n; i++) {
-		int rc = net_policy_check_addr(policy, host, &(*addrs)[i], err);
+		int rc = net_policy_check_addr(policy, shown, &(*addrs)[i], err);
 		if (rc) {
 			fl_free(*addrs);
 			*addrs = NULL;
@@ -154,6 +174,39 @@ int net_policy_resolve(const struct net_policy *policy, const char *host, struct
 		}
 	}
 	return 0;
+}
+
+int net_policy_resolve(const struct net_policy *policy, const char *host, struct net_addr **addrs,
+		       size_t *n, struct fl_err *err)
+{
+	return resolve_as(policy, host, host, addrs, n, err);
+}
+
+/* The host as the URL spells it, for messages only (curl's own reading, which is what gets
+ * checked and connected to, turns "0x7f.1" into "127.0.0.1": the user should see what they
+ * wrote). NULL when it cannot be picked out. */
+static char *written_host(const char *url)
+{
+	const char *p = strstr(url, "://");
+	if (!p)
+		return NULL;
+	p += 3;
+	const char *end = p + strcspn(p, "/?#");
+	for (const char *q = p; q < end; q++)
+		if (*q == '@')
+			p = q + 1;
+	const char *stop;
+	if (*p == '[') {
+		stop = memchr(p, ']', (size_t)(end - p));
+		if (!stop)
+			return NULL;
+		stop++;
+	} else {
+		stop = memchr(p, ':', (size_t)(end - p));
+		if (!stop)
+			stop = end;
+	}
+	return stop > p ? fl_strndup(p, (size_t)(stop - p)) : NULL;
 }
 
 struct net_guard {
@@ -310,17 +363,20 @@ int net_guard_hop(struct net_guard *guard, CURL *curl, const char *url, struct f
 
 	struct net_addr *addrs;
 	size_t n;
+	char *written = written_host(url);
+	const char *shown = written ? written : host;
 	if (g->policy->egress) {
 		/* Inside the sandbox there is no resolver to ask: the broker resolves and checks.
 		 * Its answer is checked here too, so a broker with a looser policy widens nothing. */
 		rc = net_egress_resolve(g->policy->egress, host, &addrs, &n, err);
 		for (size_t i = 0; rc == 0 && i < n; i++)
-			rc = net_policy_check_addr(g->policy, host, &addrs[i], err);
+			rc = net_policy_check_addr(g->policy, shown, &addrs[i], err);
 		if (rc && addrs)
 			fl_free(addrs);
 	} else {
-		rc = net_policy_resolve(g->policy, host, &addrs, &n, err);
+		rc = resolve_as(g->policy, host, shown, &addrs, &n, err);
 	}
+	fl_free(written);
 	if (rc)
 		goto out;
 	fl_free(g->host);

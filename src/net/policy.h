@@ -26,6 +26,11 @@ int net_policy_new(enum fl_network_mode mode, const char *allow_list, struct net
 /* The same from a loaded configuration (network_mode, ssrf_allow_list). */
 int net_policy_from_config(const struct fl_config *cfg, struct net_policy **out,
 			   struct fl_err *err);
+/* In an engine process: when the sandbox set NET_EGRESS_FD_ENV (net/egress.h) to an inherited descriptor, routes
+ * policy through the egress broker at a duplicate of it (net_policy_set_egress), so that any
+ * number of policies can be made and freed in the engine's life. Returns 0 (also when the
+ * variable is unset) or FL_ECONFIG when it names no open descriptor. */
+int net_policy_egress_from_env(struct net_policy *policy, struct fl_err *err);
 void net_policy_free(struct net_policy *policy);
 
 /* For an engine in its own network namespace: from now on the guards of this policy resolve and

@@ -64,6 +64,11 @@ int bq_server_start(struct bq_server *s, const char *dir, struct fl_err *err)
 		return fl_err_set(err, -e, "cannot fork redis-server: %s", strerror(e));
 	}
 	if (pid == 0) {
+		/* The mask survives exec: a caller that blocks SIGTERM for sigwait would leave
+		 * redis-server deaf to our SIGTERM (and to its parent-death signal). */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
 			_exit(127);

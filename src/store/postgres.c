@@ -202,6 +202,7 @@ struct store_conn *store_postgres_connect(const char *url, struct fl_err *err)
 const struct store_driver store_postgres_driver = {
 	.name = "postgres",
 	.begin_sql = "BEGIN",
+	.row_locks = 1,
 	.migration_lock_sql = "LOCK TABLE schema_migrations IN EXCLUSIVE MODE",
 	.exec = pg_exec,
 	.query = pg_query,

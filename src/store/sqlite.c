@@ -161,10 +161,13 @@ struct store_conn *store_sqlite_connect(const char *path, int busy_timeout_ms, s
 	}
 	sqlite3_busy_timeout(c->db, busy_timeout_ms);
 	/* WAL lets readers in other processes go on while one writes; NORMAL sync keeps each commit
-	 * durable against a process crash, and against power loss up to the last checkpoint. */
+	 * durable against a process crash, and against power loss up to the last checkpoint. The
+	 * hot pages of runs and steps are rewritten by every run, so checkpointing every 4000
+	 * pages rather than 1000 copies each of them to the database file a quarter as often. */
 	if (sq_script(c,
 		      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-		      "PRAGMA temp_store=MEMORY;",
+		      "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=4000;"
+		      "PRAGMA mmap_size=268435456;",
 		      err)) {
 		fl_err_prefix(err, "cannot set up '%s'", path);
 		sq_close(c);

@@ -22,8 +22,13 @@
 
 extern const struct fl_embed store_migrations[];
 
+#define VERSION_CACHE 64
+
 struct store {
 	const struct store_driver *drv;
+	pthread_mutex_t cache_mu;
+	struct store_version versions[VERSION_CACHE];
+	unsigned next_version;
 	enum store_backend backend;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -225,6 +230,7 @@ struct store *store_open(const struct store_opts *opts, struct fl_err *err)
 	struct store *s = fl_calloc(1, sizeof *s);
 	s->backend = opts->backend;
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->cache_mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	if (opts->backend == STORE_SQLITE) {
 		s->drv = &store_sqlite_driver;
@@ -264,6 +270,9 @@ void store_free(struct store *s)
 			s->drv->close(s->conns[i]);
 	fl_free(s->conns);
 	fl_free(s->busy);
+	for (int i = 0; i < VERSION_CACHE; i++)
+		store_version_release(&s->versions[i]);
+	pthread_mutex_destroy(&s->cache_mu);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	fl_free(s);
@@ -537,10 +546,29 @@ static void read_version(void *item, const struct store_row *r)
 	v->created_at = num(r->col[5]);
 }
 
+static void version_copy(struct store_version *dst, const struct store_version *src)
+{
+	dst->id = dup(src->id);
+	dst->flow_id = dup(src->flow_id);
+	dst->number = src->number;
+	dst->display_name = dup(src->display_name);
+	dst->definition = dup(src->definition);
+	dst->created_at = src->created_at;
+}
+
 int store_version_get(struct store *s, const char *version_id, struct store_version *out,
 		      struct fl_err *err)
 {
 	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&s->cache_mu);
+	for (int i = 0; i < VERSION_CACHE; i++) {
+		if (s->versions[i].id && !strcmp(s->versions[i].id, version_id)) {
+			version_copy(out, &s->versions[i]);
+			pthread_mutex_unlock(&s->cache_mu);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&s->cache_mu);
 	struct one o = { out, 0, read_version };
 	int rc = query1(s,
 			"SELECT id, flow_id, number, display_name, definition, created_at "
@@ -548,7 +576,14 @@ int store_version_get(struct store *s, const char *version_id, struct store_vers
 			P(T(version_id)), one_row, &o, err);
 	if (!rc && !o.found)
 		rc = fl_err_set(err, FL_ENOTFOUND, "flow version '%s' not found", version_id);
-	return rc;
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->cache_mu);
+	struct store_version *slot = &s->versions[s->next_version++ % VERSION_CACHE];
+	store_version_release(slot);
+	version_copy(slot, out);
+	pthread_mutex_unlock(&s->cache_mu);
+	return 0;
 }
 
 /* ---- runs ---- */
@@ -875,51 +910,82 @@ static int start_locked(struct store *s, struct store_conn *c, const struct stor
 	return rc;
 }
 
-int store_run_start(struct store *s, const struct store_start *st, struct store_run *out,
-		    int *attempt, struct fl_err *err)
+static int list_steps(struct store *s, struct store_conn *c, const char *run_id,
+		      struct store_step **out, size_t *n, struct fl_err *err);
+
+int store_run_start_with_steps(struct store *s, const struct store_start *st,
+			       struct store_run *out, int *attempt, struct store_step **steps,
+			       size_t *n_steps, struct fl_err *err)
 {
 	struct store_conn *c;
 	memset(out, 0, sizeof *out);
+	if (steps) {
+		*steps = NULL;
+		*n_steps = 0;
+	}
 	int rc = tx_begin(s, &c, err);
 	if (rc)
 		return rc;
 	rc = start_locked(s, c, st, out, attempt, err);
+	if (!rc && steps)
+		rc = list_steps(s, c, st->run_id, steps, n_steps, err);
 	rc = tx_end(s, c, rc, err);
-	if (rc)
+	if (rc) {
 		store_run_release(out);
+		if (steps) {
+			store_step_list_free(*steps, *n_steps);
+			*steps = NULL;
+			*n_steps = 0;
+		}
+	}
 	return rc;
 }
 
-/* Takes the run's row lock and checks that attempt is its current, running attempt: every write
- * on behalf of an attempt starts here, so a superseded attempt can write nothing. *seq (may be
- * NULL) reserves n step sequence numbers and receives the last one. */
-static int lock_attempt(struct store *s, struct store_conn *c, const char *run_id, int attempt,
-			int64_t n, int64_t now, int64_t *seq, struct fl_err *err)
+int store_run_start(struct store *s, const struct store_start *st, struct store_run *out,
+		    int *attempt, struct fl_err *err)
 {
-	int64_t last = -1;
+	return store_run_start_with_steps(s, st, out, attempt, NULL, NULL, err);
+}
+
+/* Checks that attempt is the run's current, running attempt: every write on behalf of an
+ * attempt starts here, so a superseded attempt can write nothing. It reads rather than writes
+ * the run (a checkpoint costs no write of the run's row); on PostgreSQL the share lock makes a
+ * concurrent start (which updates the row) wait for this transaction, or this one for it. */
+struct attempt_row {
+	int64_t attempt;
+	char status[32];
+	int found;
+};
+
+static int attempt_row(void *ud, const struct store_row *row)
+{
+	struct attempt_row *a = ud;
+	a->attempt = num(row->col[0]);
+	snprintf(a->status, sizeof a->status, "%s", row->col[1] ? row->col[1] : "");
+	a->found = 1;
+	return 1;
+}
+
+static int check_attempt(struct store *s, struct store_conn *c, const char *run_id, int attempt,
+			 struct fl_err *err)
+{
+	struct attempt_row a = { 0 };
 	int rc = s->drv->query(c,
-			       "UPDATE runs SET updated_at = ?, step_seq = step_seq + ? WHERE id = ? "
-			       "AND attempt = ? AND status = 'RUNNING' RETURNING step_seq",
-			       P(I(now), I(n), T(run_id), I(attempt)), int_row, &last, err);
+			       s->drv->row_locks
+				       ? "SELECT attempt, status FROM runs WHERE id = ? FOR SHARE"
+				       : "SELECT attempt, status FROM runs WHERE id = ?",
+			       P(T(run_id)), attempt_row, &a, err);
 	if (rc)
 		return rc;
-	if (last < 0) {
-		struct store_run run;
-		rc = get_run(s, c, run_id, &run, err);
-		if (rc)
-			return rc;
-		if (run.attempt != attempt)
-			rc = fl_err_set(err, FL_ECONFLICT,
-					"attempt %d of run '%s' was superseded by attempt %d", attempt,
-					run_id, run.attempt);
-		else
-			rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is %s, not RUNNING", run_id,
-					store_run_status_name(run.status));
-		store_run_release(&run);
-		return rc;
-	}
-	if (seq)
-		*seq = last;
+	if (!a.found)
+		return fl_err_set(err, FL_ENOTFOUND, "run '%s' not found", run_id);
+	if (a.attempt != attempt)
+		return fl_err_set(err, FL_ECONFLICT,
+				  "attempt %d of run '%s' was superseded by attempt %lld", attempt,
+				  run_id, (long long)a.attempt);
+	if (strcmp(a.status, "RUNNING"))
+		return fl_err_set(err, FL_ECONFLICT, "run '%s' is %s, not RUNNING", run_id,
+				  a.status);
 	return 0;
 }
 
@@ -994,7 +1060,10 @@ int store_steps_put(struct store *s, const char *run_id, int attempt,
 	if (rc)
 		return rc;
 	int64_t last = 0;
-	rc = lock_attempt(s, c, run_id, attempt, (int64_t)n, now, &last, err);
+	rc = check_attempt(s, c, run_id, attempt, err);
+	if (!rc)
+		rc = s->drv->query(c, "SELECT COALESCE(MAX(seq), 0) FROM steps WHERE run_id = ?",
+				   P(T(run_id)), int_row, &last, err);
 	for (size_t i = 0; !rc && i < n; i++) {
 		const struct store_step *st = &steps[i];
 		if (!st->path || !*st->path || !st->status || !st->record) {
@@ -1009,7 +1078,7 @@ int store_steps_put(struct store *s, const char *run_id, int attempt,
 				  "type = excluded.type, status = excluded.status, "
 				  "record = excluded.record, duration_ms = excluded.duration_ms, "
 				  "attempt = excluded.attempt, updated_at = excluded.updated_at",
-				  P(T(run_id), T(st->path), I(last - (int64_t)n + 1 + (int64_t)i),
+				  P(T(run_id), T(st->path), I(last + 1 + (int64_t)i),
 				    T(st->name ? st->name : st->path), T(st->type), T(st->status),
 				    T(st->record), I(st->duration_ms), I(attempt), I(now)),
 				  NULL, err);
@@ -1031,14 +1100,14 @@ static void read_step(void *item, const struct store_row *r)
 	st->updated_at = num(r->col[8]);
 }
 
-int store_steps_list(struct store *s, const char *run_id, struct store_step **out, size_t *n,
-		     struct fl_err *err)
+static int list_steps(struct store *s, struct store_conn *c, const char *run_id,
+		      struct store_step **out, size_t *n, struct fl_err *err)
 {
 	struct collect col = { NULL, 0, 0, sizeof(struct store_step), read_step };
-	int rc = query1(s,
-			"SELECT path, name, type, status, record, duration_ms, attempt, seq, "
-			"updated_at FROM steps WHERE run_id = ? ORDER BY seq",
-			P(T(run_id)), collect_row, &col, err);
+	int rc = s->drv->query(c,
+			       "SELECT path, name, type, status, record, duration_ms, attempt, seq, "
+			       "updated_at FROM steps WHERE run_id = ? ORDER BY seq",
+			       P(T(run_id)), collect_row, &col, err);
 	if (rc) {
 		store_step_list_free(col.items, col.n);
 		col.items = NULL;
@@ -1049,23 +1118,33 @@ int store_steps_list(struct store *s, const char *run_id, struct store_step **ou
 	return rc;
 }
 
+int store_steps_list(struct store *s, const char *run_id, struct store_step **out, size_t *n,
+		     struct fl_err *err)
+{
+	struct store_conn *c = acquire(s);
+	int rc = list_steps(s, c, run_id, out, n, err);
+	release(s, c);
+	return rc;
+}
+
 int store_run_respond(struct store *s, const char *run_id, int attempt, const char *response,
 		      int64_t now, int *stored, struct fl_err *err)
 {
-	struct store_conn *c;
 	*stored = 0;
-	int rc = tx_begin(s, &c, err);
-	if (rc)
-		return rc;
-	rc = lock_attempt(s, c, run_id, attempt, 0, now, NULL, err);
 	int64_t changes = 0;
-	if (!rc)
-		rc = s->drv->exec(c,
-				  "UPDATE runs SET response = ? WHERE id = ? AND response IS NULL",
-				  P(T(response), T(run_id)), &changes, err);
-	if (!rc)
+	/* One guarded statement in the common case; only a refusal needs a second look. */
+	int rc = exec1(s,
+		       "UPDATE runs SET response = ? WHERE id = ? AND attempt = ? "
+		       "AND status = 'RUNNING' AND response IS NULL",
+		       P(T(response), T(run_id), I(attempt)), &changes, err);
+	if (rc || changes) {
 		*stored = changes > 0;
-	return tx_end(s, c, rc, err);
+		return rc;
+	}
+	struct store_conn *c = acquire(s);
+	rc = check_attempt(s, c, run_id, attempt, err);
+	release(s, c);
+	return rc; /* 0: a response was stored already */
 }
 
 /* ---- results ---- */
@@ -1229,20 +1308,23 @@ static int finish_locked(struct store *s, struct store_conn *c, const struct sto
 	if (rc)
 		return rc;
 	const char *status = store_run_status_name(f->status);
-	if (run.attempt != f->attempt) {
-		rc = fl_err_set(err, FL_ECONFLICT,
-				"attempt %d of run '%s' was superseded by attempt %d", f->attempt,
-				f->run_id, run.attempt);
-	} else if (run.status != STORE_RUN_RUNNING) {
-		/* The same result posted twice (a retried request) is a success that changes
-		 * nothing; anything else means the run moved on. */
+	if (run.attempt != f->attempt || run.status != STORE_RUN_RUNNING) {
+		/* The same result posted twice (a retried request, or /pause then /result) succeeds
+		 * and changes nothing, even if a later attempt has started since; anything else
+		 * means the run moved on without this attempt. */
 		char *ended = NULL;
 		rc = s->drv->query(c,
 				   "SELECT status FROM run_attempts WHERE run_id = ? AND attempt = ?",
 				   P(T(f->run_id), I(f->attempt)), text_row, &ended, err);
-		if (!rc && !(ended && !strcmp(ended, status)))
-			rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is already %s", f->run_id,
-					store_run_status_name(run.status));
+		if (!rc && !(ended && !strcmp(ended, status))) {
+			if (run.attempt != f->attempt)
+				rc = fl_err_set(err, FL_ECONFLICT,
+						"attempt %d of run '%s' was superseded by attempt %d",
+						f->attempt, f->run_id, run.attempt);
+			else
+				rc = fl_err_set(err, FL_ECONFLICT, "run '%s' is already %s",
+						f->run_id, store_run_status_name(run.status));
+		}
 		fl_free(ended);
 		store_run_release(&run);
 		return rc;
@@ -1269,19 +1351,32 @@ static int finish_locked(struct store *s, struct store_conn *c, const struct sto
 	return rc;
 }
 
-int store_run_finish(struct store *s, const struct store_finish *f, struct store_job *job,
-		     struct fl_err *err)
+int store_run_finish_get(struct store *s, const struct store_finish *f, struct store_job *job,
+			 struct store_run *after, struct fl_err *err)
 {
 	memset(job, 0, sizeof *job);
+	if (after)
+		memset(after, 0, sizeof *after);
 	struct store_conn *c;
 	int rc = tx_begin(s, &c, err);
 	if (rc)
 		return rc;
 	rc = finish_locked(s, c, f, job, err);
+	if (!rc && after)
+		rc = get_run(s, c, f->run_id, after, err);
 	rc = tx_end(s, c, rc, err);
-	if (rc)
+	if (rc) {
 		store_job_release(job);
+		if (after)
+			store_run_release(after);
+	}
 	return rc;
+}
+
+int store_run_finish(struct store *s, const struct store_finish *f, struct store_job *job,
+		     struct fl_err *err)
+{
+	return store_run_finish_get(s, f, job, NULL, err);
 }
 
 int store_run_retry_pending(struct store *s, const char *run_id, int attempt,

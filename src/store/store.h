@@ -17,6 +17,7 @@
 
 struct fl_err;
 struct store;
+struct store_step;
 
 enum store_backend { STORE_SQLITE, STORE_POSTGRES };
 
@@ -108,6 +109,7 @@ struct store_version {
 	int64_t created_at;
 };
 void store_version_release(struct store_version *v);
+/* Versions are immutable, so recent ones are served from memory. */
 int store_version_get(struct store *s, const char *version_id, struct store_version *out,
 		      struct fl_err *err);
 
@@ -176,6 +178,12 @@ struct store_start {
  * *attempt its number. */
 int store_run_start(struct store *s, const struct store_start *st, struct store_run *out,
 		    int *attempt, struct fl_err *err);
+/* The same, also reading in the same transaction the run's step records to replay (*steps,
+ * *n_steps; free with store_step_list_free), so that a worker's context is one consistent
+ * snapshot. */
+int store_run_start_with_steps(struct store *s, const struct store_start *st,
+			       struct store_run *out, int *attempt, struct store_step **steps,
+			       size_t *n_steps, struct fl_err *err);
 
 struct store_attempt {
 	int attempt;
@@ -278,6 +286,10 @@ void store_job_release(struct store_job *j);
  * FL_EINVAL for a PAUSED result without a waitpoint. */
 int store_run_finish(struct store *s, const struct store_finish *f, struct store_job *job,
 		     struct fl_err *err);
+/* The same, also reading the run after the change into *after (release it) in the same
+ * transaction. */
+int store_run_finish_get(struct store *s, const struct store_finish *f, struct store_job *job,
+			 struct store_run *after, struct fl_err *err);
 
 /* Ends the current attempt with status (a failure) when the BullMQ job will be delivered again:
  * the run goes back to QUEUED for that redelivery, with its step records kept. Repeating the

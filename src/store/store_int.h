@@ -59,6 +59,9 @@ struct store_driver {
 	/* Run inside the migration transaction before reading the applied versions, so that
 	 * replicas starting together migrate one at a time; NULL when begin_sql already does. */
 	const char *migration_lock_sql;
+	/* Whether SELECT ... FOR SHARE exists. SQLite has no row locks: its write transaction
+	 * already excludes every other writer. */
+	int row_locks;
 	/* sql must be a string literal or otherwise live for the process: backends cache prepared
 	 * statements by its address. *changes (may be NULL) receives the affected row count. */
 	int (*exec)(struct store_conn *c, const char *sql, const struct store_val *params, int n,

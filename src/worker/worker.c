@@ -12,6 +12,7 @@
 #include "core/secret.h"
 #include "core/time.h"
 #include "core/token.h"
+#include "net/policy.h"
 #include "queue/bq.h"
 #include "worker/app_client.h"
 #include "worker/engine_proc.h"
@@ -103,6 +104,8 @@ struct job_run {
 	json_t *pending;  /* [{path, record}] not yet posted */
 	json_t *replayed; /* [path] the engine reused and that were not posted yet */
 	json_t *waitpoint;
+	json_t *running;  /* paths of the steps started and not finished, innermost last */
+	const json_t *flow_version; /* borrowed from the start context */
 };
 
 static int give_up(void *arg)
@@ -300,12 +303,76 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 	json_decref(reply);
 }
 
-static json_t *status_result(const char *status, const char *message)
+/* The displayName of the step called name anywhere in the flow version (also inside an export
+ * or a template wrapper), or "". */
+static const char *display_name_of(const json_t *v, const char *name, int depth)
+{
+	if (depth > 64)
+		return NULL;
+	if (json_is_object(v)) {
+		const char *n = json_string_value(json_object_get(v, "name"));
+		const char *d = json_string_value(json_object_get(v, "displayName"));
+		if (n && d && !strcmp(n, name))
+			return d;
+		const char *key;
+		json_t *child;
+		json_object_foreach((json_t *)v, key, child) {
+			const char *found = display_name_of(child, name, depth + 1);
+			if (found)
+				return found;
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *child;
+		json_array_foreach(v, i, child) {
+			const char *found = display_name_of(child, name, depth + 1);
+			if (found)
+				return found;
+		}
+	}
+	return NULL;
+}
+
+/* A result the worker decides (the engine died, broke the protocol, or was stopped). Its
+ * failedStep names the step that was running, so that the run record says where and why. */
+static json_t *status_result(struct job_run *r, const char *status, const char *message)
 {
 	json_t *res = json_pack("{ss}", "status", status);
-	if (message)
-		json_object_set_new(res, "error", json_string(message));
+	if (!message)
+		return res;
+	json_object_set_new(res, "error", json_string(message));
+	const char *path = json_string_value(json_array_get(r->running,
+							    json_array_size(r->running) - 1));
+	const char *name = "";
+	if (path) {
+		const char *dot = strrchr(path, '.');
+		name = dot ? dot + 1 : path;
+	}
+	char step[128];
+	snprintf(step, sizeof step, "%.*s", (int)strcspn(name, "["), name);
+	const char *display = step[0] ? display_name_of(r->flow_version, step, 0) : NULL;
+	json_object_set_new(res, "failedStep",
+			    json_pack("{s:s, s:s, s:s}", "name", step, "displayName",
+				      display ? display : "", "message", message));
 	return res;
+}
+
+/* Keeps r->running in step with the engine's step_started / step_finished events. */
+static void track_step(struct job_run *r, const char *type, const json_t *ev)
+{
+	const json_t *path = json_object_get(ev, "path");
+	if (!json_is_string(path))
+		return;
+	if (!strcmp(type, "step_started")) {
+		json_array_append(r->running, (json_t *)path);
+		return;
+	}
+	for (size_t i = json_array_size(r->running); i-- > 0;) {
+		if (json_equal(json_array_get(r->running, i), path)) {
+			json_array_remove(r->running, i);
+			break;
+		}
+	}
 }
 
 /* Drives the engine through one operation. Returns the result to post (a new object) or NULL
@@ -318,30 +385,39 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	if (ensure_engine(r, &err)) {
 		fl_error("worker", "run '%s': %s", r->run_id, err.msg);
 		drop_engine(s, 1, NULL);
-		return status_result("INTERNAL_ERROR", err.msg);
+		return status_result(r, "INTERNAL_ERROR", err.msg);
 	}
 	snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
+	r->flow_version = json_object_get(ctx, "flowVersion");
 	int64_t timeout_ms = (int64_t)w->cfg->flow_timeout_s * 1000;
 	json_t *resume = json_object_get(ctx, "resume");
-	/* Missing pieces of the context fail the pack (NULL), not the worker. */
-	json_t *op = json_pack(
-		"{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:I, s:{s:I, s:I, s:I}}", "type", "run", "runId",
-		r->run_id, "flowId", json_string_value(json_object_get(ctx, "flowId")), "flowVersion",
-		json_object_get(ctx, "flowVersion"), "triggerOutput",
-		json_object_get(ctx, "triggerOutput"), "steps", json_object_get(ctx, "steps"),
-		"frontendUrl", json_string_value(json_object_get(ctx, "frontendUrl")), "attempt",
-		(json_int_t)r->attempt, "limits", "logSizeBytes",
-		(json_int_t)json_integer_value(json_object_get(ctx, "logSizeLimitBytes")), "jsTimeMs",
-		(json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs", (json_int_t)timeout_ms);
-	if (!op)
-		return status_result("INTERNAL_ERROR", "the app's run context is incomplete");
+	json_t *op = json_pack("{sssssIs{sIsIsI}}", "type", "run", "runId", r->run_id, "attempt",
+			       r->attempt, "limits", "logSizeBytes",
+			       json_integer_value(json_object_get(ctx, "logSizeLimitBytes")),
+			       "jsTimeMs", (json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs",
+			       (json_int_t)timeout_ms);
+	static const char *const from_ctx[] = { "flowId", "flowVersion", "triggerOutput", "steps",
+						"frontendUrl", NULL };
+	for (int i = 0; from_ctx[i]; i++) {
+		json_t *v = json_object_get(ctx, from_ctx[i]);
+		if (v && !json_is_null(v))
+			json_object_set(op, from_ctx[i], v);
+	}
+	json_t *net = json_pack("{ss}", "mode", fl_network_mode_name(w->cfg->network_mode));
+	if (w->cfg->ssrf_allow_list)
+		json_object_set_new(net, "allowList", json_string(w->cfg->ssrf_allow_list));
+	json_object_set_new(op, "network", net);
+	if (!json_object_get(op, "flowVersion")) {
+		json_decref(op);
+		return status_result(r, "INTERNAL_ERROR", "the app's run context has no flowVersion");
+	}
 	if (json_is_object(resume))
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
 	if (w->no_checkpoint)
 		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
 	if (reply_engine(s, op)) {
 		drop_engine(s, 1, NULL);
-		return status_result("INTERNAL_ERROR", "engine went away before the run started");
+		return status_result(r, "INTERNAL_ERROR", "engine went away before the run started");
 	}
 	for (;;) {
 		char *line = NULL;
@@ -352,9 +428,9 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 			if (give_up(r))
 				return NULL;
 			if (rc == FL_ETIMEOUT)
-				return status_result("TIMEOUT", "the flow ran past AP_FLOW_TIMEOUT_SECONDS");
+				return status_result(r, "TIMEOUT", "the flow ran past AP_FLOW_TIMEOUT_SECONDS");
 			if (rc == FL_ELIMIT || ex.memory_exceeded) {
-				json_t *res = status_result("MEMORY_LIMIT_EXCEEDED",
+				json_t *res = status_result(r, "MEMORY_LIMIT_EXCEEDED",
 							    "the engine ran past AP_SANDBOX_MEMORY_LIMIT");
 				if (ex.peak_memory_kb > 0)
 					json_object_set_new(res, "peakMemoryKb",
@@ -367,7 +443,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 			else
 				snprintf(why, sizeof why, "the engine exited with code %d", ex.code);
 			fl_error("worker", "run '%s': %s", r->run_id, why);
-			return status_result("INTERNAL_ERROR", why);
+			return status_result(r, "INTERNAL_ERROR", why);
 		}
 		json_t *ev = json_loads(line, 0, NULL);
 		fl_free(line);
@@ -375,10 +451,13 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		if (!type) {
 			json_decref(ev);
 			drop_engine(s, 1, NULL);
-			return status_result("INTERNAL_ERROR", "the engine spoke something that is not "
+			return status_result(r, "INTERNAL_ERROR", "the engine spoke something that is not "
 							       "its protocol");
 		}
-		if (!strcmp(type, "step_finished")) {
+		if (!strcmp(type, "step_started")) {
+			track_step(r, type, ev);
+		} else if (!strcmp(type, "step_finished")) {
+			track_step(r, type, ev);
 			json_array_append_new(r->pending,
 					      json_pack("{sOsO}", "path", json_object_get(ev, "path"),
 							"record", json_object_get(ev, "record")));
@@ -389,7 +468,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 					drop_engine(s, 1, NULL);
 					if (st < 0 || st == 409)
 						return NULL;
-					return status_result("INTERNAL_ERROR", "the app refused a checkpoint");
+					return status_result(r, "INTERNAL_ERROR", "the app refused a checkpoint");
 				}
 				reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
 			}
@@ -410,7 +489,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		} else if (!strcmp(type, "finished")) {
 			json_t *res = json_object_get(ev, "result");
 			res = json_is_object(res) ? json_incref(res)
-						  : status_result(json_string_value(json_object_get(
+						  : status_result(r, json_string_value(json_object_get(
 									  ev, "status")) ?: "INTERNAL_ERROR",
 								  json_string_value(json_object_get(ev, "error")));
 			json_decref(ev);
@@ -448,6 +527,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.run_id = run_id,
 		.pending = json_array(),
 		.replayed = json_array(),
+		.running = json_array(),
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
 				   .give_up_arg = &r };
@@ -494,6 +574,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 	json_decref(ctx);
 	json_decref(r.pending);
 	json_decref(r.replayed);
+	json_decref(r.running);
 	json_decref(r.waitpoint);
 	fl_free(token);
 }
@@ -520,6 +601,15 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 				  "AP_EXECUTION_MODE %s is not available in this build; use "
 				  "UNSANDBOXED",
 				  fl_execution_mode_name(cfg->execution_mode));
+	/* A bad AP_SSRF_ALLOW_LIST entry stops the worker at start, not its first flow. */
+	struct net_policy *policy;
+	int prc = net_policy_from_config(cfg, &policy, err);
+	if (prc)
+		return prc;
+	char *policy_line = net_policy_describe(policy);
+	fl_info("worker", "%s", policy_line);
+	fl_free(policy_line);
+	net_policy_free(policy);
 	struct wk_worker *w = fl_calloc(1, sizeof *w);
 	w->cfg = cfg;
 	w->app_url = fl_strdup(cfg->app_url);

@@ -98,7 +98,9 @@ static void pg_stop_now(struct pg_harness *h)
 	snprintf(data, sizeof data, "%s/data", h->dir);
 	snprintf(log, sizeof log, "%s/stop.log", h->dir);
 	char *argv[] = { ctl, "-D", data, "-m", "immediate", "-w", "stop", NULL };
-	pg_run(h, argv, log);
+	/* A server caught starting has no pid file yet: try again for a while. */
+	for (int i = 0; i < 10 && pg_run(h, argv, log); i++)
+		sleep(1);
 	pg_rmtree(h->dir);
 }
 

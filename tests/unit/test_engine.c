@@ -154,6 +154,9 @@ static int rh_finished(void *ctx, const struct eng_step_event *ev)
 			      json_pack("{s:s, s:o, s:O, s:b}", "path", ev->path, "pathJson",
 					json_deep_copy(ev->path_json), "status",
 					json_object_get(ev->record, "status"), "effects", ev->effects));
+	if (ev->console)
+		json_object_set_new(json_array_get(rh.events, json_array_size(rh.events) - 1),
+				    "console", json_string(ev->console));
 	json_t *copy = json_deep_copy(ev->record);
 	assert_int_equal(eng_steps_merge(rh.merged, ev->path_json, copy), 0);
 	json_decref(copy);
@@ -376,6 +379,25 @@ static void test_code_throw(void **state)
 	assert_string_equal(step_status(r, "after"), "SUCCEEDED");
 	assert_json(output(r, "after"), "{\"prev\":\"\"}");
 	assert_null(json_object_get(r, "failedStep"));
+	json_decref(r);
+}
+
+static void test_code_console(void **state)
+{
+	enum eng_status st;
+	json_t *r = run(chain(code("log", "export const code = async () => { console.log('hi', 2); "
+					  "return 1; };",
+				   NULL),
+			      mapper("m", "{}"), NULL),
+			&st);
+	assert_int_equal(st, ENG_SUCCEEDED);
+	assert_json(output(r, "log"), "1");
+	/* The console output goes to the host with the step, not into the record. */
+	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(rh.events, 1),
+								 "console")),
+			       "hi 2"));
+	assert_null(json_object_get(json_array_get(rh.events, 2), "console"));
+	assert_null(json_object_get(step(r, "log"), "console"));
 	json_decref(r);
 }
 
@@ -1067,6 +1089,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_code_echo_number),
 		cmocka_unit_test(test_templates_between_steps),
 		cmocka_unit_test(test_code_throw),
+		cmocka_unit_test(test_code_console),
 		cmocka_unit_test(test_code_unsupported),
 		cmocka_unit_test(test_runaway),
 		cmocka_unit_test(test_skip),

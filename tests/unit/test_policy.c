@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "engine/proto.h"
 #include "net/http.h"
 #include "net/policy.h"
 #include "netsrv.h"
@@ -18,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -180,6 +182,38 @@ static void test_bad_allow_list(void **state)
 	unsetenv("AP_SSRF_ALLOW_LIST");
 }
 
+static void test_egress_from_env(void **state)
+{
+	struct net_policy *p;
+	struct fl_err err;
+	assert_int_equal(net_policy_new(FL_NET_STRICT, "127.0.0.2", &p, &err), 0);
+	unsetenv("FLOWD_EGRESS_FD");
+	assert_int_equal(net_policy_egress_from_env(p, &err), 0);
+	char *line = net_policy_describe(p);
+	assert_null(strstr(line, "egress"));
+	fl_free(line);
+	setenv("FLOWD_EGRESS_FD", "999", 1);
+	assert_int_equal(net_policy_egress_from_env(p, &err), FL_ECONFIG);
+	assert_non_null(strstr(err.msg, "FLOWD_EGRESS_FD"));
+	setenv("FLOWD_EGRESS_FD", "3x", 1);
+	assert_int_equal(net_policy_egress_from_env(p, &err), FL_ECONFIG);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	char num[16];
+	snprintf(num, sizeof num, "%d", sv[1]);
+	setenv("FLOWD_EGRESS_FD", num, 1);
+	assert_int_equal(net_policy_egress_from_env(p, &err), 0);
+	assert_true(fcntl(sv[1], F_GETFD) & FD_CLOEXEC);
+	line = net_policy_describe(p);
+	assert_non_null(strstr(line, "egress broker"));
+	fl_free(line);
+	net_policy_free(p); /* closes its duplicate, not the inherited descriptor */
+	assert_true(fcntl(sv[1], F_GETFD) >= 0);
+	close(sv[1]);
+	close(sv[0]);
+	unsetenv("FLOWD_EGRESS_FD");
+}
+
 static void test_check_messages(void **state)
 {
 	struct net_policy *p = strict_policy("127.0.0.2");
@@ -288,6 +322,16 @@ static void test_strict_blocks_before_connect(void **state)
 	snprintf(url, sizeof url, "http://127.0.0.1:%u/", srv1.port);
 	fetch(p, url, 0, NULL, &r);
 	assert_string_equal(r.err.msg, "blocked address 127.0.0.1 for host '127.0.0.1' (loopback)");
+	fl_buf_release(&r.body);
+	/* The message names the host as the URL wrote it. */
+	snprintf(url, sizeof url, "http://u:p@0x7f.1:%u/x?y#z", srv1.port);
+	fetch(p, url, 0, NULL, &r);
+	assert_string_equal(r.err.msg, "blocked address 127.0.0.1 for host '0x7f.1' (loopback)");
+	fl_buf_release(&r.body);
+	snprintf(url, sizeof url, "http://[::ffff:7f00:1]:%u/", srv1.port);
+	fetch(p, url, 0, NULL, &r);
+	assert_string_equal(r.err.msg, "blocked address ::ffff:127.0.0.1 for host "
+				       "'[::ffff:7f00:1]' (IPv4-mapped loopback)");
 	fl_buf_release(&r.body);
 	assert_int_equal(reset_counts(), 0);
 	net_policy_free(p);
@@ -570,11 +614,147 @@ static void test_http_client(void **state)
 	net_policy_free(p);
 }
 
+/* The policy reaches flows: an engine serving the worker's pipe protocol, with the environment
+ * the worker gives it, runs an http step and a code step's fetch under STRICT. */
+struct engine_result {
+	char status[32];
+	char message[600];
+	char body[600];
+};
+
+static void run_in_engine(const char *step_json, struct engine_result *out)
+{
+	int to_engine[2], from_engine[2];
+	assert_int_equal(pipe(to_engine), 0);
+	assert_int_equal(pipe(from_engine), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(to_engine[1]);
+		close(from_engine[0]);
+		setenv("AP_NETWORK_MODE", "STRICT", 1);
+		setenv("AP_SSRF_ALLOW_LIST", "127.0.0.2", 1);
+		FILE *in = fdopen(to_engine[0], "r"), *o = fdopen(from_engine[1], "w");
+		_exit(eng_proto_serve(in, o));
+	}
+	close(to_engine[0]);
+	close(from_engine[1]);
+	FILE *to = fdopen(to_engine[1], "w"), *from = fdopen(from_engine[0], "r");
+	char *op = fl_asprintf(
+		"{\"type\":\"run\",\"runId\":\"netPolicyRun000000001\",\"flowId\":\"f\","
+		"\"flowVersion\":{\"displayName\":\"net\",\"trigger\":{\"name\":\"trigger\","
+		"\"type\":\"PIECE_TRIGGER\",\"displayName\":\"Trigger\",\"settings\":{"
+		"\"pieceName\":\"@activepieces/piece-webhook\",\"pieceVersion\":\"~0.1.0\","
+		"\"triggerName\":\"catch_webhook\",\"input\":{}},\"nextAction\":%s}},"
+		"\"triggerOutput\":{}}\n",
+		step_json);
+	fputs(op, to);
+	fflush(to);
+	fl_free(op);
+	memset(out, 0, sizeof *out);
+	char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, from) > 0) {
+		json_t *ev = json_loads(line, 0, NULL);
+		assert_non_null(ev);
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		if (!strcmp(type, "step_finished") && json_is_true(json_object_get(ev, "ack"))) {
+			fputs("{\"type\":\"ack\"}\n", to);
+			fflush(to);
+		}
+		if (!strcmp(type, "finished")) {
+			json_t *result = json_object_get(ev, "result");
+			snprintf(out->status, sizeof out->status, "%s",
+				 json_string_value(json_object_get(ev, "status")));
+			const char *msg = json_string_value(
+				json_object_get(json_object_get(result, "failedStep"), "message"));
+			snprintf(out->message, sizeof out->message, "%s", msg ? msg : "");
+			json_t *output = json_object_get(
+				json_object_get(json_object_get(result, "steps"), "step_1"), "output");
+			char *text = output ? json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+			snprintf(out->body, sizeof out->body, "%s", text ? text : "");
+			free(text);
+			json_decref(ev);
+			break;
+		}
+		json_decref(ev);
+	}
+	free(line);
+	fputs("{\"type\":\"exit\"}\n", to);
+	fclose(to);
+	fclose(from);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static char *http_step(const char *url)
+{
+	return fl_asprintf(
+		"{\"name\":\"step_1\",\"displayName\":\"Request\",\"type\":\"PIECE\",\"settings\":{"
+		"\"pieceName\":\"@activepieces/piece-http\",\"pieceVersion\":\"~0.5.0\","
+		"\"actionName\":\"send_request\",\"input\":{\"method\":\"GET\",\"url\":\"%s\","
+		"\"headers\":{},\"queryParams\":{},\"body_type\":\"none\",\"followRedirects\":true,"
+		"\"failureMode\":\"continue_none\"}}}",
+		url);
+}
+
+static char *fetch_step(const char *url)
+{
+	return fl_asprintf(
+		"{\"name\":\"step_1\",\"displayName\":\"Fetch\",\"type\":\"CODE\",\"settings\":{"
+		"\"input\":{\"url\":\"%s\"},\"sourceCode\":{\"packageJson\":\"{}\",\"code\":"
+		"\"export const code = async (inputs) => { const r = await fetch(inputs.url); "
+		"return { status: r.status, text: await r.text() }; };\"}}}",
+		url);
+}
+
+static void test_engine_applies_policy(void **state)
+{
+	char *(*const kinds[])(const char *) = { http_step, fetch_step };
+	for (size_t k = 0; k < 2; k++) {
+		char url[128];
+		struct engine_result r;
+		reset_counts();
+		snprintf(url, sizeof url, "http://127.0.0.2:%u/", srv2.port);
+		char *step = kinds[k](url);
+		run_in_engine(step, &r);
+		fl_free(step);
+		if (strcmp(r.status, "SUCCEEDED"))
+			fprintf(stderr, "%s: %s %s\n", url, r.status, r.message);
+		assert_string_equal(r.status, "SUCCEEDED");
+		assert_non_null(strstr(r.body, "two"));
+		assert_int_equal(atomic_load(&srv2.connections), 1);
+
+		static const char *const blocked[] = { "http://127.0.0.1:%u/", "http://localhost:%u/",
+						       "http://0x7f.1:%u/", "http://2130706433:%u/" };
+		for (size_t i = 0; i < sizeof blocked / sizeof blocked[0]; i++) {
+			snprintf(url, sizeof url, blocked[i], srv1.port);
+			step = kinds[k](url);
+			run_in_engine(step, &r);
+			fl_free(step);
+			if (strcmp(r.status, "FAILED") || !strstr(r.message, "blocked address"))
+				fprintf(stderr, "%s: %s %s\n", url, r.status, r.message);
+			assert_string_equal(r.status, "FAILED");
+			assert_non_null(strstr(r.message, "blocked address 127.0.0.1 for host '"));
+		}
+		snprintf(url, sizeof url, "http://127.0.0.2:%u/redirect", srv2.port);
+		step = kinds[k](url);
+		run_in_engine(step, &r);
+		fl_free(step);
+		assert_string_equal(r.status, "FAILED");
+		assert_non_null(strstr(r.message, "blocked address 127.0.0.1 for host '127.0.0.1'"));
+		assert_int_equal(atomic_load(&srv1.connections), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_bad_allow_list),
+		cmocka_unit_test(test_egress_from_env),
 		cmocka_unit_test(test_check_messages),
 		cmocka_unit_test(test_resolve),
 		cmocka_unit_test(test_strict_reaches_allowed),
@@ -586,6 +766,7 @@ int main(void)
 		cmocka_unit_test(test_unrestricted_reaches_everything),
 		cmocka_unit_test(test_strict_mixed_resolution),
 		cmocka_unit_test(test_http_client),
+		cmocka_unit_test(test_engine_applies_policy),
 	};
 	return cmocka_run_group_tests(tests, setup_servers, teardown_servers);
 }

@@ -28,6 +28,20 @@ static void test_roundtrip(void **state)
 	fl_free(t);
 }
 
+/* Tokens computed independently (Python's hmac and json), short and long (> 64 bytes) keys. */
+static void test_known_tokens(void **state)
+{
+	char *t = fl_token_sign("Jefe", "AbCdEfGhIjKlMnOpQrStU", 1000, 2000);
+	assert_string_equal(t, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJBYkNkRWZHaElqS2xNbk9wUXJTdFUiLCJpYXQiOjEwMDAsImV4cCI6MjAwMH0.Revg0NDHyjjTzTnczKXawn_2KDErHhbvpveI9zwVy6A");
+	fl_free(t);
+	char key[101];
+	memset(key, 'k', 100);
+	key[100] = '\0';
+	t = fl_token_sign(key, "run1", 5, 6000000000LL);
+	assert_string_equal(t, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJydW4xIiwiaWF0Ijo1LCJleHAiOjYwMDAwMDAwMDB9.jesyRo_sRzYatGq0P7sMmcO8BYOfLur7vTgVCLBQujs");
+	fl_free(t);
+}
+
 static void test_rejects(void **state)
 {
 	struct fl_err err;
@@ -106,6 +120,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_known_tokens),
 		cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_base64url),
 		cmocka_unit_test(test_secret),

@@ -50,7 +50,7 @@ int pc_schedule_spec(const char *trigger, const json_t *input, char **cron, char
 		return rc;
 	if (!*tz)
 		tz = "UTC";
-	int weekends = 0, minutes = 0, hour = 0, day = 0; /* set by int_in before any use */
+	int weekends = 0, minutes = 0, hour = 0, day = 0;
 	if (!strcmp(trigger, "every_x_minutes")) {
 		rc = int_in(input, "minutes", 1, 1, 59, &minutes, err);
 		if (rc)

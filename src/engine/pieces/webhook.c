@@ -130,8 +130,9 @@ json_t *pc_webhook_trigger_output(const char *method, const json_t *headers, con
 	} else {
 		parsed = string_or_base64(body, body_len);
 	}
-	return json_pack("{s:s, s:o, s:o, s:O, s:o}", "method", method ? method : "GET", "headers",
-			 hdrs, "body", parsed, "queryParams", query ? query : json_object(),
+	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "method", method ? method : "GET", "headers",
+			 hdrs, "body", parsed, "queryParams",
+			 query ? json_incref((json_t *)query) : json_object(),
 			 "rawBody", string_or_base64(body ? body : "", body_len));
 }
 

@@ -74,6 +74,10 @@ def test_run(tmp):
     p, _ = flowd_run(tmp, ["FLOW", "--payload", '{"x": 7}', "--json"], flow)
     check(p.returncode == 0 and json.loads(p.stdout)["steps"]["m"]["output"] == {"x": 7},
           "inline payload reaches the steps")
+    p = subprocess.run([FLOWD, "run", os.path.join(tmp, "flow.json"), "--payload", "-",
+                        "--json"], input='{"x": 8}', capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0 and json.loads(p.stdout)["steps"]["m"]["output"] == {"x": 8},
+          "payload on stdin with --payload -")
     p, _ = flowd_run(tmp, ["FLOW"], trigger(piece("p", "nope", "x", {})))
     check(p.returncode == 1, "a FAILED run exits 1, got %d" % p.returncode)
     check("piece @activepieces/piece-nope is not installed" in p.stdout,
