@@ -37,9 +37,12 @@ FLOWD_CHAOS_SEED (to repeat a sequence of random moments; printed at start).
 """
 import argparse
 import calendar
+import json
 import os
 import random
+import select
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -47,6 +50,7 @@ import time
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "service"))
 sys.path.insert(0, here)
+import harness  # noqa: E402
 from harness import (Client, Harness, check, code_step, flow, log, main,  # noqa: E402
                      piece_step, wait_for)
 from sideeffect import SideEffectServer  # noqa: E402
@@ -415,6 +419,102 @@ def case_app():
     interrupted_runs("app", RUNS, 4, interrupt, min_attempts=1, max_attempts=1)
 
 
+# ---- the checkpoint barrier -------------------------------------------------------------------
+
+def case_barrier():
+    """A step with effects is persisted at the app (2xx) before the next step starts, and
+    compute-only steps ride along with the next checkpoint: checked from the side-effect
+    server, which looks at the app's record of the run as each request arrives; and at the
+    engine's pipe, where nothing happens between a step_finished that asks for an ack and the
+    ack."""
+    with Harness("chaos-barrier") as h, SideEffectServer() as se:
+        cl = Cluster(h)
+        cl.worker()
+        chain = http_step("http_3", se.base + "/effect/b3")
+        chain = http_step("http_2", se.base + "/effect/b2", chain)
+        chain = piece_step("m", "@activepieces/piece-data-mapper", "advanced_mapping",
+                           {"mapping": {"from": "{{http_1.status}}"}}, chain)
+        doc = flow("barrier", http_step("http_1", se.base + "/effect/b1", chain))
+        fl = cl.c.push_flow(doc)
+        before_step = {"/effect/b2": ["http_1"], "/effect/b3": ["http_2", "m"]}
+        looked, wrong = [], []
+
+        def look(req):
+            rid = req.key.split(":")[0]
+            recs = {r["path"]: r["status"] for r in cl.c.run(rid)["stepRecords"]}
+            looked.append(req.path)
+            for step in before_step.get(req.path, []):
+                if recs.get(step) != "SUCCEEDED":
+                    wrong.append("run %s: %s requested while the app had %s" % (rid, req.path,
+                                                                               recs))
+            # The mapper computes only: it waits in the worker for http_2's checkpoint.
+            if req.path == "/effect/b2" and "m" in recs:
+                wrong.append("run %s: the mapper was posted on its own" % rid)
+        se.on_request = look
+        runs = [cl.post(fl) for _ in range(5)]
+        for rid in runs:
+            check(cl.wait_final(rid, 30)["status"] == "SUCCEEDED", "barrier run %s", rid)
+        se.on_request = None
+        check(sorted(looked) == sorted(["/effect/b1", "/effect/b2", "/effect/b3"] * 5),
+              "requests: %s", looked)
+        check(not wrong, "a step started before the one before it was persisted: %s", wrong)
+        log("service: each http step was requested only once the step before it was "
+            "committed at the app; the mapper rode along with the next checkpoint")
+
+        # The engine itself: after a step_finished with "ack": true it does nothing until
+        # the ack comes.
+        eng = subprocess.Popen([harness.FLOWD, "engine"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        try:
+            def read(timeout):
+                r, _, _ = select.select([eng.stdout], [], [], timeout)
+                return json.loads(eng.stdout.readline()) if r else None
+            check(read(10)["type"] == "ready", "no ready line")
+            before = len(se.seen())
+            eng.stdin.write((json.dumps({"type": "run", "runId": "BarrierRun0000000000a",
+                                         "flowId": "f", "flowVersion": doc}) +
+                             "\n").encode())
+            eng.stdin.flush()
+            order = []
+            while True:
+                ev = read(10)
+                check(ev is not None, "the engine went quiet before asking for an ack")
+                order.append((ev["type"], ev.get("name"), ev.get("ack")))
+                if ev["type"] == "step_finished" and ev["ack"]:
+                    break
+            check(order[-1][1] == "http_1", "first ack asked for %s: %s", order[-1], order)
+            quiet = read(0.5)
+            check(quiet is None, "the engine went on before its ack: %s", quiet)
+            check(len(se.seen()) == before + 1, "requests before the ack: %d",
+                  len(se.seen()) - before)
+            acks = 1
+            while True:
+                eng.stdin.write(b'{"type":"ack"}\n')
+                eng.stdin.flush()
+                while True:
+                    ev = read(10)
+                    check(ev is not None, "the engine went quiet")
+                    order.append((ev["type"], ev.get("name"), ev.get("ack")))
+                    if ev["type"] == "finished" or (ev["type"] == "step_finished" and
+                                                    ev["ack"]):
+                        break
+                if ev["type"] == "finished":
+                    break
+                acks += 1
+                check(read(0.2) is None, "the engine went on before ack %d" % acks)
+            check(ev["status"] == "SUCCEEDED", "pipe run: %s", ev)
+            fin = [(n, a) for t, n, a in order if t == "step_finished"]
+            check(fin == [("trigger", False), ("http_1", True), ("m", False), ("http_2", True),
+                          ("http_3", True)], "step_finished events: %s", fin)
+        finally:
+            eng.stdin.close()
+            eng.wait(10)
+        log("engine: after each step with effects it waited for its ack (%d acks); the trigger "
+            "and the mapper asked for none", acks)
+        check_all_ended(cl.c)
+
+
 # ---- case 3: a loop killed at iteration 10; a code step's fetches ----------------------------
 
 def case_loop():
@@ -674,7 +774,7 @@ def case_reaper():
         check_all_ended(cl.c)
 
 
-CASES = {"worker-kill": case_worker_kill, "engine-kill": case_engine_kill,
+CASES = {"barrier": case_barrier, "worker-kill": case_worker_kill, "engine-kill": case_engine_kill,
          "worker-stop": case_worker_stop, "redis": case_redis, "app": case_app,
          "loop": case_loop, "pause": case_pause, "retry": case_retry, "reaper": case_reaper}
 

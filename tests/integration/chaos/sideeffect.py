@@ -52,6 +52,9 @@ class SideEffectServer:
         self.requests = []
         self.gates = []
         self.failing = set()
+        # Called with each Request as it arrives, before it is answered (from the server's
+        # thread for that request): a test looks at the rest of the world at that moment.
+        self.on_request = None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -71,6 +74,9 @@ class SideEffectServer:
                     outer.requests.append(req)
                     count = sum(1 for r in outer.requests if r.key == key)
                     gates = [g for g in outer.gates if g.match in url.path]
+                hook = outer.on_request
+                if hook:
+                    hook(req)
                 for g in gates:
                     g.held.append(req)
                     g.arrived.set()
