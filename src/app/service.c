@@ -63,6 +63,11 @@ struct app_service *app_service_start(const struct fl_config *cfg, const char *r
 	char *api_key = NULL, *jwt = NULL, *db_path = NULL;
 	int created = 0, rc;
 
+	if (!redis_url) {
+		fl_err_set(err, FL_ECONFIG,
+			   "AP_REDIS_URL is not set: the app needs Redis (flowd serve starts one)");
+		goto fail;
+	}
 	if (mkdir(cfg->config_path, 0700) && errno != EEXIST) {
 		int e = errno;
 		fl_err_set(err, -e, "cannot create AP_CONFIG_PATH '%s': %s", cfg->config_path,
@@ -95,11 +100,6 @@ struct app_service *app_service_start(const struct fl_config *cfg, const char *r
 	}
 	if ((rc = store_migrate(svc->store, err))) {
 		fl_err_prefix(err, "migrations");
-		goto fail;
-	}
-	if (!redis_url) {
-		fl_err_set(err, FL_ECONFIG,
-			   "AP_REDIS_URL is not set: the app needs Redis (flowd serve starts one)");
 		goto fail;
 	}
 	if ((rc = bq_queue_new(redis_url, cfg->redis_prefix, cfg->queue_name, &svc->queue, err))) {

@@ -30,5 +30,6 @@ int cmd_queue(int argc, char **argv);
 int cmd_app(int argc, char **argv);
 int cmd_flows(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
+int cmd_sandbox(int argc, char **argv);
 
 #endif

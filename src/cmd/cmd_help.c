@@ -23,9 +23,11 @@ const struct cmd cmd_table[] = {
 	  "SIGTERM or SIGINT stops it gracefully: no new connections, sync webhook calls get up\n"
 	  "to AP_WEBHOOK_TIMEOUT_SECONDS (at most 10 s) to be answered.\n" },
 	{ "engine", cmd_engine, "internal: the engine process, driven over pipes by a worker",
-	  "usage: flowd engine\n\n"
+	  "usage: flowd engine [--zygote]\n\n"
 	  "Reads operations as JSON lines on stdin and writes events as JSON lines on stdout\n"
-	  "(see src/engine/proto.h). Started by the worker; not meant to be run by hand.\n" },
+	  "(see src/engine/proto.h). Started by the worker; not meant to be run by hand.\n"
+	  "With --zygote it is the sandbox zygote instead (src/sandbox/zygote.h): it serves\n"
+	  "spawn requests on fd 3 and forks each sandboxed engine from itself.\n" },
 	{ "flows", cmd_flows, "push and list flows through the app's API",
 	  "usage: flowd flows push FILE [--json]\n"
 	  "       flowd flows ls [--limit N] [--json]\n"
@@ -84,6 +86,14 @@ const struct cmd cmd_table[] = {
 	  "The app is AP_APP_URL (default http://127.0.0.1:AP_PORT); the key is AP_API_KEY or the\n"
 	  "file AP_CONFIG_PATH/api-key. Exit status: 0 done, 1 the app refused or failed, 2 bad\n"
 	  "usage.\n" },
+	{ "sandbox", cmd_sandbox, "check which AP_EXECUTION_MODE sandboxes this host supports",
+	  "usage: flowd sandbox check [--json]\n"
+	  "\n"
+	  "Probes the host as a worker does at start: user namespaces, a network namespace,\n"
+	  "seccomp, a cgroup (v2, else v1) where a sandbox cgroup with a memory limit can be made,\n"
+	  "then runs a whole sandbox. Prints, for every AP_EXECUTION_MODE and AP_NETWORK_MODE,\n"
+	  "\"ok\" or what the host lacks. Exit status: 1 when the mode set in AP_EXECUTION_MODE\n"
+	  "(with AP_NETWORK_MODE) is refused, else 0; 2 bad usage.\n" },
 	{ "serve", cmd_serve, "run the app and a worker together (AP_CONTAINER_TYPE)",
 	  "usage: flowd serve [--grace SECONDS]\n\n"
 	  "Runs the roles AP_CONTAINER_TYPE names (default WORKER_AND_APP: the app and a worker in\n"

@@ -76,6 +76,9 @@ int js_to_json(JSContextRef ctx, JSValueRef v, json_t **out, struct fl_err *err)
 
 /* A JS string as a heap UTF-8 string (fl_free); *len may be NULL. */
 char *js_string_utf8(JSStringRef s, size_t *len);
+/* A JS string from len bytes of UTF-8 that may hold NULs or invalid sequences (each invalid
+ * byte becomes U+FFFD, as TextDecoder does). */
+JSValueRef js_string_from_utf8(JSContextRef ctx, const char *s, size_t len);
 /* String(v) as heap UTF-8; never fails (an exception in toString gives "[object]"). */
 char *js_value_utf8(JSContextRef ctx, JSValueRef v, size_t *len);
 /* The text of a thrown value: "Error: message" for errors, String(value) otherwise. */

@@ -203,7 +203,7 @@ static void trim(const char **p, const char **end)
 
 static struct js_session *session(struct tmpl *t)
 {
-	if (!t->session)
+	if (!t->session && t->rt)
 		t->session = js_session_new(t->rt, t->scope);
 	return t->session;
 }
@@ -224,6 +224,10 @@ static int eval_value(struct tmpl *t, const char *p, const char *end, json_t **o
 	}
 	json_t *r = NULL;
 	struct fl_err err;
+	if (!session(t)) { /* no runtime: only plain paths resolve */
+		*out = json_string("");
+		return 0;
+	}
 	int rc = js_session_eval(session(t), p, (size_t)(end - p), &r, &err);
 	if (rc == FL_ETIMEOUT) {
 		if (t->err)
@@ -253,6 +257,8 @@ static int eval_text(struct tmpl *t, const char *p, const char *end, struct fl_b
 	}
 	struct fl_err err;
 	size_t mark = out->len;
+	if (!session(t))
+		return 0;
 	int rc = js_session_eval_text(session(t), p, (size_t)(end - p), out, &err);
 	if (rc == FL_ETIMEOUT) {
 		if (t->err)

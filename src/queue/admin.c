@@ -8,12 +8,18 @@
 #include "core/time.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 char *bq_embedded_redis_url(const char *config_path)
 {
-	return fl_asprintf("unix://%s/" BQ_SERVER_SUBDIR "/redis.sock", config_path ? config_path : "./var");
+	/* A unix:// URL needs an absolute path, and the default AP_CONFIG_PATH is ./var. */
+	const char *dir = config_path ? config_path : "./var";
+	char abs_dir[PATH_MAX];
+	if (realpath(dir, abs_dir))
+		dir = abs_dir;
+	return fl_asprintf("unix://%s/" BQ_SERVER_SUBDIR "/redis.sock", dir);
 }
 
 static const char *const states[] = { "waiting",   "active", "delayed", "prioritized",

@@ -310,6 +310,18 @@ static void test_format_number(void **state)
 	json_decref(v);
 }
 
+static void test_without_runtime(void **state)
+{
+	json_t *v = json_loads("[\"{{trigger.name}}\",\"{{ 1 + 1 }}\",\"a{{ 1 + 1 }}b\"]", 0, NULL);
+	json_t *out = NULL;
+	assert_int_equal(eng_tmpl_resolve(NULL, v, scope, &out, NULL), 0);
+	char *s = json_dumps(out, JSON_COMPACT);
+	assert_string_equal(s, "[\"Ada\",\"\",\"ab\"]");
+	free(s);
+	json_decref(out);
+	json_decref(v);
+}
+
 static void test_has_templates(void **state)
 {
 	json_t *v = json_loads("{\"a\":[1,{\"b\":\"x {{y}}\"}]}", 0, NULL);
@@ -337,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_runaway),
 		cmocka_unit_test(test_js_eval),
 		cmocka_unit_test(test_format_number),
+		cmocka_unit_test(test_without_runtime),
 		cmocka_unit_test(test_has_templates),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

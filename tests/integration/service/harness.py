@@ -497,7 +497,8 @@ class Harness:
         and waits for /v1/health (the app's, or the worker's health port) unless ready=False."""
         port = port or free_port()
         config_dir = config_dir or self.path(name + "-var")
-        os.makedirs(config_dir, exist_ok=True)
+        # A relative config_dir is taken as flowd takes it: from its working dir, ours.
+        os.makedirs(os.path.join(self.dir, config_dir), exist_ok=True)
         e = self.flowd_env(config_dir, port, env)
         proc = self.spawn(name, [FLOWD, role] + list(args), env=e, port=port)
         proc.env = e

@@ -1,0 +1,301 @@
+/* Step "mounts": the sandbox's root file system. The spawner turns a struct sb_root into a plan
+ * once (directories, bind mounts, device nodes, symlinks, all as absolute paths); the child then
+ * only makes system calls: it mounts a small tmpfs on a scratch directory of the host, fills it
+ * from the plan, makes the whole tree read-only, mounts a private /tmp and a fresh /proc, and
+ * pivots into it. Everything happens in the child's own mount namespace, so nothing is left on
+ * the host when it dies, however it dies. */
+#include "sandbox/sb_int.h"
+#include "sandbox/root.h"
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "sandbox/sb_sys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const char *const dev_nodes[] = {
+	"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+};
+
+static const char *const dev_links[][2] = {
+	{ "/dev/fd", "/proc/self/fd" },
+	{ "/dev/stdin", "/proc/self/fd/0" },
+	{ "/dev/stdout", "/proc/self/fd/1" },
+	{ "/dev/stderr", "/proc/self/fd/2" },
+};
+
+/* Host directories the new root may be mounted on, in order of preference. */
+static const char *const scratch_candidates[] = {
+	"/tmp", "/mnt", "/media", "/srv", "/opt", "/run", "/var/tmp", "/home",
+};
+
+static char *own(struct sb_plan *p, char *s)
+{
+	p->owned = fl_realloc(p->owned, (p->n_owned + 1) * sizeof *p->owned);
+	p->owned[p->n_owned++] = s;
+	return s;
+}
+
+static void add_op(struct sb_plan *p, size_t *cap, int kind, int is_dir, const char *src,
+		   const char *show)
+{
+	if (p->n_ops == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		p->ops = fl_realloc(p->ops, *cap * sizeof *p->ops);
+	}
+	p->ops[p->n_ops++] = (struct sb_op){
+		.kind = kind,
+		.is_dir = is_dir,
+		.src = src ? own(p, fl_strdup(src)) : NULL,
+		.dst = own(p, fl_asprintf("%s%s", p->scratch, show)),
+		.show = own(p, fl_strdup(show)),
+	};
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int within(const char *b, const char *a)
+{
+	size_t n = strlen(a);
+	return !strncmp(a, b, n) && (b[n] == '\0' || b[n] == '/');
+}
+
+/* Adds every proper ancestor of path (except /) to dirs. */
+static void add_ancestors(char ***dirs, size_t *n, const char *path)
+{
+	for (const char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*dirs = fl_realloc(*dirs, (*n + 1) * sizeof **dirs);
+		(*dirs)[(*n)++] = fl_strndup(path, (size_t)(s - path));
+	}
+}
+
+int sb__plan_build(const struct sb_root *root, struct sb_plan **out, struct fl_err *err)
+{
+	struct sb_plan *p = fl_calloc(1, sizeof *p);
+	/* The scratch directory must not hide a bind source: sources are looked up after the
+	 * new root is mounted over it. */
+	for (size_t i = 0; i < sizeof scratch_candidates / sizeof scratch_candidates[0] && !p->scratch; i++) {
+		const char *c = scratch_candidates[i];
+		struct stat st;
+		if (lstat(c, &st) || !S_ISDIR(st.st_mode))
+			continue;
+		int hides = 0;
+		for (int b = 0; b < root->n_binds && !hides; b++)
+			hides = within(root->binds[b].src, c);
+		if (!hides)
+			p->scratch = own(p, fl_strdup(c));
+	}
+	if (!p->scratch) {
+		sb__plan_free(p);
+		return fl_err_set(err, FL_EUNSUPPORTED,
+				  "no host directory to build the sandbox root on (tried /tmp, /mnt, ...)");
+	}
+	p->tmp_dir = own(p, fl_asprintf("%s/tmp", p->scratch));
+	p->proc_dir = own(p, fl_asprintf("%s/proc", p->scratch));
+
+	char **dirs = NULL;
+	size_t n_dirs = 0;
+	static const char *const fixed[] = { "/dev", "/proc", "/tmp" };
+	for (size_t i = 0; i < 3; i++) {
+		dirs = fl_realloc(dirs, (n_dirs + 1) * sizeof *dirs);
+		dirs[n_dirs++] = fl_strdup(fixed[i]);
+	}
+	for (int b = 0; b < root->n_binds; b++) {
+		add_ancestors(&dirs, &n_dirs, root->binds[b].dst);
+		if (root->binds[b].is_dir) {
+			dirs = fl_realloc(dirs, (n_dirs + 1) * sizeof *dirs);
+			dirs[n_dirs++] = fl_strdup(root->binds[b].dst);
+		}
+	}
+	/* Sorted, a directory comes before everything under it. */
+	qsort(dirs, n_dirs, sizeof *dirs, cmp_str);
+	size_t cap = 0;
+	for (size_t i = 0; i < n_dirs; i++) {
+		if (!i || strcmp(dirs[i], dirs[i - 1]))
+			add_op(p, &cap, SB_OP_MKDIR, 1, NULL, dirs[i]);
+	}
+	for (size_t i = 0; i < n_dirs; i++)
+		fl_free(dirs[i]);
+	fl_free(dirs);
+
+	for (size_t i = 0; i < sizeof dev_links / sizeof dev_links[0]; i++)
+		add_op(p, &cap, SB_OP_SYMLINK, 0, dev_links[i][1], dev_links[i][0]);
+	for (int b = 0; b < root->n_binds; b++)
+		add_op(p, &cap, SB_OP_BIND, root->binds[b].is_dir, root->binds[b].src, root->binds[b].dst);
+	for (size_t i = 0; i < sizeof dev_nodes / sizeof dev_nodes[0]; i++) {
+		struct stat st;
+		if (!stat(dev_nodes[i], &st) && S_ISCHR(st.st_mode))
+			add_op(p, &cap, SB_OP_BIND_DEV, 0, dev_nodes[i], dev_nodes[i]);
+	}
+	if (p->n_ops > SB_MAX_BINDS) {
+		sb__plan_free(p);
+		return fl_err_set(err, FL_ELIMIT, "the sandbox root has more than %d entries", SB_MAX_BINDS);
+	}
+	*out = p;
+	return 0;
+}
+
+void sb__plan_free(struct sb_plan *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n_owned; i++)
+		fl_free(p->owned[i]);
+	fl_free(p->owned);
+	fl_free(p->ops);
+	fl_free(p);
+}
+
+/* Without mount_setattr (before Linux 5.12): one bind remount per mount. Flags the host mount
+ * already has (nodev, noexec, ...) are locked in a user namespace and must be repeated. */
+SB_CHILD static long remount_ro(const char *path, int keep_dev)
+{
+	struct statfs sf;
+	long r = sb_sys2(SYS_statfs, path, &sf);
+	if (r)
+		return r;
+	unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID;
+	if (!keep_dev || (sf.f_flags & ST_NODEV))
+		flags |= MS_NODEV;
+	if (sf.f_flags & ST_NOEXEC)
+		flags |= MS_NOEXEC;
+	if (sf.f_flags & ST_NOATIME)
+		flags |= MS_NOATIME;
+	if (sf.f_flags & ST_NODIRATIME)
+		flags |= MS_NODIRATIME;
+	if (sf.f_flags & ST_RELATIME)
+		flags |= MS_RELATIME;
+	return sb_sys5(SYS_mount, NULL, path, NULL, flags, NULL);
+}
+
+/* "/proc/self/fd/N" without snprintf. */
+SB_CHILD static void fd_path(char *out, int fd)
+{
+	char digits[12];
+	int n = 0;
+	do {
+		digits[n++] = (char)('0' + fd % 10);
+		fd /= 10;
+	} while (fd);
+	memcpy(out, "/proc/self/fd/", 14);
+	for (int i = 0; i < n; i++)
+		out[14 + i] = digits[n - 1 - i];
+	out[14 + n] = '\0';
+}
+
+#define FAIL(r, what, path) sb__child_fail(l, SB_STEP_MOUNTS, (int)-(r), what, path)
+
+SB_CHILD void sb__child_mounts(struct sb_launch *l)
+{
+	const struct sb_plan *p = l->plan;
+	long r;
+	/* Private first: nothing mounted below may propagate to the host. */
+	if ((r = sb_sys5(SYS_mount, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)))
+		FAIL(r, "cannot make the mount tree private", NULL);
+	/* Sources are opened with the spawner's host ids, so that a binary under a directory
+	 * only its owner may search can still be bound... */
+	int source_fds[SB_MAX_BINDS];
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct sb_op *op = &p->ops[i];
+		if (op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV)
+			continue;
+		r = sb_sys4(SYS_openat, AT_FDCWD, op->src, O_PATH | O_CLOEXEC, 0);
+		if (r < 0)
+			FAIL(r, "cannot bind", op->src);
+		source_fds[i] = (int)r;
+	}
+	/* ...while files are created with the sandbox's ids: a file system of this user
+	 * namespace refuses to create inodes owned by an id it does not map (host root). */
+	sb_sys1(SYS_setfsgid, l->gid);
+	sb_sys1(SYS_setfsuid, l->uid);
+	if (sb_sys1(SYS_setfsgid, -1) != (long)l->gid || sb_sys1(SYS_setfsuid, -1) != (long)l->uid)
+		FAIL(-EPERM, "cannot switch file system ids", NULL);
+	if ((r = sb_sys5(SYS_mount, "tmpfs", p->scratch, "tmpfs", MS_NOSUID | MS_NODEV, l->root_opts)))
+		FAIL(r, "cannot mount the root tmpfs on", p->scratch);
+
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct sb_op *op = &p->ops[i];
+		switch (op->kind) {
+		case SB_OP_MKDIR:
+			if ((r = sb_sys3(SYS_mkdirat, AT_FDCWD, op->dst, 0755)) && r != -EEXIST)
+				FAIL(r, "cannot create directory", op->show);
+			break;
+		case SB_OP_SYMLINK:
+			if ((r = sb_sys3(SYS_symlinkat, op->src, AT_FDCWD, op->dst)))
+				FAIL(r, "cannot create symlink", op->show);
+			break;
+		case SB_OP_BIND:
+		case SB_OP_BIND_DEV: {
+			if (!op->is_dir) {
+				r = sb_sys4(SYS_openat, AT_FDCWD, op->dst,
+					    O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+				if (r < 0)
+					FAIL(r, "cannot create mount point", op->show);
+				sb_sys1(SYS_close, r);
+			}
+			/* Not MS_REC: mounts below a bound host directory stay hidden. */
+			char src[32];
+			fd_path(src, source_fds[i]);
+			if ((r = sb_sys5(SYS_mount, src, op->dst, NULL, MS_BIND, NULL)))
+				FAIL(r, "cannot bind", op->src);
+			sb_sys1(SYS_close, source_fds[i]);
+			break;
+		}
+		}
+	}
+
+	if (l->use_mount_setattr) {
+		struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+		if ((r = sb_sys5(SYS_mount_setattr, AT_FDCWD, p->scratch, AT_RECURSIVE, &ro, sizeof ro)))
+			FAIL(r, "cannot make the root read-only", NULL);
+		/* Device nodes work only where nodev is clear; they stay read-only mounts, which
+		 * does not stop writes to /dev/null itself. */
+		struct mount_attr dev = { .attr_clr = MOUNT_ATTR_NODEV };
+		for (size_t i = 0; i < p->n_ops; i++)
+			if (p->ops[i].kind == SB_OP_BIND_DEV &&
+			    (r = sb_sys5(SYS_mount_setattr, AT_FDCWD, p->ops[i].dst, 0, &dev, sizeof dev)))
+				FAIL(r, "cannot allow device", p->ops[i].show);
+	} else {
+		for (size_t i = 0; i < p->n_ops; i++) {
+			const struct sb_op *op = &p->ops[i];
+			if (op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV)
+				continue;
+			if ((r = remount_ro(op->dst, op->kind == SB_OP_BIND_DEV)))
+				FAIL(r, "cannot make read-only", op->show);
+		}
+		if ((r = remount_ro(p->scratch, 0)))
+			FAIL(r, "cannot make the root read-only", NULL);
+	}
+
+	/* After the read-only pass, which would otherwise catch them too. */
+	if ((r = sb_sys5(SYS_mount, "tmpfs", p->tmp_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			 l->tmp_opts)))
+		FAIL(r, "cannot mount", "/tmp");
+	/* Mounted while the host's /proc is still visible: the kernel only lets a user namespace
+	 * mount proc where a full proc is already visible. */
+	if ((r = sb_sys5(SYS_mount, "proc", p->proc_dir, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)))
+		FAIL(r, "cannot mount", "/proc");
+
+	/* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
+	 * new root, with no path back to the host's. */
+	if ((r = sb_sys1(SYS_chdir, p->scratch)))
+		FAIL(r, "cannot enter", p->scratch);
+	if ((r = sb_sys2(SYS_pivot_root, ".", ".")))
+		FAIL(r, "pivot_root failed on", p->scratch);
+	if ((r = sb_sys2(SYS_umount2, ".", MNT_DETACH)))
+		FAIL(r, "cannot detach the host root", NULL);
+	if ((r = sb_sys1(SYS_chdir, "/")) || (r = sb_sys1(SYS_chdir, l->cwd)))
+		FAIL(r, "cannot enter", l->cwd);
+}
