@@ -998,7 +998,7 @@ int store_attempt_replayed(struct store *s, const char *run_id, int attempt,
 	int rc = tx_begin(s, &c, err);
 	if (rc)
 		return rc;
-	rc = lock_attempt(s, c, run_id, attempt, 0, now, NULL, err);
+	rc = check_attempt(s, c, run_id, attempt, err);
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = s->drv->exec(c,
 				  "INSERT INTO step_replays (run_id, attempt, path) VALUES (?, ?, ?) "
