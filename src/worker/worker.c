@@ -12,7 +12,12 @@
 #include "core/secret.h"
 #include "core/time.h"
 #include "core/token.h"
+#include "net/egress.h"
 #include "net/policy.h"
+#include "sandbox/host.h"
+#include "sandbox/root.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/zygote.h"
 #include "queue/bq.h"
 #include "worker/app_client.h"
 #include "worker/engine_proc.h"
@@ -42,6 +47,7 @@ struct slot {
 	struct wk_proc engine;
 	pthread_mutex_t lock;       /* guards engine.pid against lock_lost's kill */
 	atomic_int lost;            /* the running job's lock was lost */
+	int netns_fd;               /* STRICT process sandboxes: this slot's empty netns, or -1 */
 };
 
 struct wk_worker {
@@ -49,8 +55,19 @@ struct wk_worker {
 	char *app_url;
 	char *jwt_secret;
 	char *engine_exe;
+	wk_app_local_fn app_local;
+	void *app_local_arg;
 	char worker_name[96];
 	struct bq_worker *queue;
+	/* Process-sandbox modes: what the host offers, what sandboxes see, the zygote that forks
+	 * them with JavaScriptCore already loaded (one spawn at a time), and under STRICT the
+	 * egress broker that is their only way out. */
+	struct sb_host host;
+	struct sb_root *root;
+	struct sb_zygote *zygote;
+	pthread_mutex_t zygote_lock;
+	struct net_policy *policy;
+	struct net_egress *egress;
 	struct slot *slots;
 	int n_slots;
 	atomic_int stopping;        /* hard stop: abandon retries to the app */
@@ -141,20 +158,63 @@ static long post(struct job_run *r, const char *what, json_t *body_take, json_t 
 	return rc ? rc : status;
 }
 
+static int process_sandbox(enum fl_execution_mode m)
+{
+	return m == FL_EXEC_SANDBOX_PROCESS || m == FL_EXEC_SANDBOX_CODE_AND_PROCESS;
+}
+
+/* Starts the slot's engine as the execution mode says. Called with s->lock held. */
+static int spawn_engine(struct slot *s, struct fl_err *err)
+{
+	struct wk_worker *w = s->w;
+	const struct fl_config *cfg = w->cfg;
+	char level[64], pretty[64], egress_env[64] = "";
+	snprintf(level, sizeof level, "AP_LOG_LEVEL=%s",
+		 (const char *[]){ "debug", "info", "warn", "error", "fatal" }[cfg->log_level]);
+	snprintf(pretty, sizeof pretty, "AP_LOG_PRETTY=%s", cfg->log_pretty ? "true" : "false");
+	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, egress_env, NULL };
+	if (!process_sandbox(cfg->execution_mode)) {
+		char *argv[] = { w->engine_exe, "engine",
+				 cfg->execution_mode == FL_EXEC_SANDBOX_CODE_ONLY ? "--code-only" : NULL,
+				 NULL };
+		envp[4] = NULL;
+		return wk_proc_spawn(&s->engine, argv, envp, cfg->sandbox_memory_limit_kb, err);
+	}
+	struct sb_opts o;
+	sb_opts_init(&o, &w->host, w->root);
+	o.limits.memory_bytes = cfg->sandbox_memory_limit_kb * 1024;
+	o.envp = envp;
+	if (cfg->execution_mode == FL_EXEC_SANDBOX_CODE_AND_PROCESS)
+		o.flags |= SB_CODE_FILTER;
+	int egress_fd = -1;
+	if (w->egress) {
+		/* STRICT: no network but the broker's connection, which becomes fd 3. */
+		o.flags |= SB_NET | SB_DENY_INET;
+		o.netns_fd = s->netns_fd;
+		int rc = net_egress_open_client(w->egress, &egress_fd, err);
+		if (rc)
+			return rc;
+		snprintf(egress_env, sizeof egress_env, "%s=3", NET_EGRESS_FD_ENV);
+	} else {
+		envp[4] = NULL;
+	}
+	char *argv[] = { w->engine_exe, "engine", NULL };
+	pthread_mutex_lock(&w->zygote_lock);
+	int rc = wk_proc_spawn_sandboxed(&s->engine, &o, w->zygote, argv, egress_fd, err);
+	pthread_mutex_unlock(&w->zygote_lock);
+	if (egress_fd >= 0)
+		close(egress_fd);
+	return rc;
+}
+
 static int ensure_engine(struct job_run *r, struct fl_err *err)
 {
 	struct slot *s = r->slot;
 	struct wk_worker *w = s->w;
 	if (wk_proc_alive(&s->engine))
 		return 0;
-	char *argv[] = { w->engine_exe, "engine", NULL };
-	char level[64], pretty[64];
-	snprintf(level, sizeof level, "AP_LOG_LEVEL=%s",
-		 (const char *[]){ "debug", "info", "warn", "error", "fatal" }[w->cfg->log_level]);
-	snprintf(pretty, sizeof pretty, "AP_LOG_PRETTY=%s", w->cfg->log_pretty ? "true" : "false");
-	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, NULL };
 	pthread_mutex_lock(&s->lock);
-	int rc = wk_proc_spawn(&s->engine, argv, envp, w->cfg->sandbox_memory_limit_kb, err);
+	int rc = spawn_engine(s, err);
 	pthread_mutex_unlock(&s->lock);
 	if (rc)
 		return rc;
@@ -530,6 +590,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.running = json_array(),
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
+				   .local = w->app_local, .local_arg = w->app_local_arg,
 				   .give_up_arg = &r };
 	char delivery[256];
 	snprintf(delivery, sizeof delivery, "%s:%d", job->id, job->attempts_started);
@@ -567,8 +628,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 				run_id);
 		}
 		/* Fresh engines per job are for the sandbox modes; a plain one is kept. */
-		if (w->cfg->execution_mode == FL_EXEC_SANDBOX_PROCESS ||
-		    w->cfg->execution_mode == FL_EXEC_SANDBOX_CODE_AND_PROCESS)
+		if (process_sandbox(w->cfg->execution_mode))
 			drop_engine(s, 1, NULL);
 	}
 	json_decref(ctx);
@@ -593,14 +653,45 @@ static void lock_lost(void *arg, const struct bq_job *job)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+/* Refuses a mode the host cannot provide (never runs it unsandboxed), and prepares what the
+ * process-sandbox modes share: the root, the zygote, the egress broker and one empty network
+ * namespace per slot. */
+static int setup_sandboxing(struct wk_worker *w, struct fl_err *err)
+{
+	const struct fl_config *cfg = w->cfg;
+	if (cfg->execution_mode == FL_EXEC_UNSANDBOXED)
+		return 0;
+	int rc = sb_host_probe(&w->host, SB_PROBE_MOVE_SELF, err);
+	if (!rc)
+		rc = sb_host_check(&w->host, cfg->execution_mode, cfg->network_mode, err);
+	if (rc)
+		return rc;
+	if (!process_sandbox(cfg->execution_mode))
+		return 0;
+	w->root = sb_root_new();
+	if ((rc = sb_root_add_exec(w->root, w->engine_exe, err)) ||
+	    (rc = sb_root_add_net_files(w->root, err)))
+		return rc;
+	char *argv[] = { w->engine_exe, "engine", "--zygote", NULL };
+	if ((rc = sb_zygote_new(argv, &w->host, w->root, &w->zygote, err))) {
+		fl_err_prefix(err, "cannot start the sandbox zygote");
+		return rc;
+	}
+	if (cfg->network_mode == FL_NET_STRICT) {
+		if ((rc = net_egress_new(w->policy, 0, &w->egress, err)))
+			return rc;
+		for (int i = 0; i < w->n_slots; i++)
+			if ((rc = sb_netns_new(&w->slots[i].netns_fd, err)))
+				return rc;
+	}
+	fl_info("worker", "sandboxes ready: %s%s", fl_execution_mode_name(cfg->execution_mode),
+		w->egress ? ", network only through the egress broker" : "");
+	return 0;
+}
+
 int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct fl_err *err)
 {
 	const struct fl_config *cfg = o->cfg;
-	if (cfg->execution_mode != FL_EXEC_UNSANDBOXED)
-		return fl_err_set(err, FL_EUNSUPPORTED,
-				  "AP_EXECUTION_MODE %s is not available in this build; use "
-				  "UNSANDBOXED",
-				  fl_execution_mode_name(cfg->execution_mode));
 	/* A bad AP_SSRF_ALLOW_LIST entry stops the worker at start, not its first flow. */
 	struct net_policy *policy;
 	int prc = net_policy_from_config(cfg, &policy, err);
@@ -609,14 +700,17 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	char *policy_line = net_policy_describe(policy);
 	fl_info("worker", "%s", policy_line);
 	fl_free(policy_line);
-	net_policy_free(policy);
 	struct wk_worker *w = fl_calloc(1, sizeof *w);
 	w->cfg = cfg;
+	w->policy = policy;
+	pthread_mutex_init(&w->zygote_lock, NULL);
 	w->app_url = fl_strdup(cfg->app_url);
 	size_t n = strlen(w->app_url);
 	while (n && w->app_url[n - 1] == '/')
 		w->app_url[--n] = '\0';
 	w->jwt_secret = fl_strdup(o->jwt_secret);
+	w->app_local = o->app_local;
+	w->app_local_arg = o->app_local_arg;
 	if (o->engine_exe) {
 		w->engine_exe = fl_strdup(o->engine_exe);
 	} else {
@@ -643,7 +737,13 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	for (int i = 0; i < w->n_slots; i++) {
 		w->slots[i].w = w;
 		w->slots[i].index = i;
+		w->slots[i].netns_fd = -1;
 		pthread_mutex_init(&w->slots[i].lock, NULL);
+	}
+	int rc = setup_sandboxing(w, err);
+	if (rc) {
+		wk_worker_free(w);
+		return rc;
 	}
 	static const char *const names[] = { "EXECUTE_FLOW", NULL };
 	struct bq_worker_opts qo;
@@ -664,7 +764,7 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	qo.process = process;
 	qo.lock_lost = lock_lost;
 	qo.arg = w;
-	int rc = bq_worker_new(&qo, &w->queue, err);
+	rc = bq_worker_new(&qo, &w->queue, err);
 	if (rc) {
 		wk_worker_free(w);
 		return rc;
@@ -710,8 +810,15 @@ void wk_worker_free(struct wk_worker *w)
 	}
 	for (int i = 0; i < w->n_slots; i++) {
 		wk_proc_finish(&w->slots[i].engine, 1, NULL);
+		if (w->slots[i].netns_fd >= 0)
+			close(w->slots[i].netns_fd);
 		pthread_mutex_destroy(&w->slots[i].lock);
 	}
+	sb_zygote_free(w->zygote);
+	sb_root_free(w->root);
+	net_egress_free(w->egress);
+	net_policy_free(w->policy);
+	pthread_mutex_destroy(&w->zygote_lock);
 	fl_free(w->slots);
 	fl_free(w->app_url);
 	fl_free(w->jwt_secret);
