@@ -86,6 +86,15 @@ redis_of() {
   done
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
+# CPU time (user + system, in clock ticks) of flowd, of its engines and of redis-server: on a
+# shared machine, CPU per request says more about the cost than the rate does.
+ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
+cpu_snapshot() {
+  local e=0 r=0 p
+  for p in $(engines_of); do e=$((e + $(ticks "$p"))); done
+  for p in $(redis_of); do r=$((r + $(ticks "$p"))); done
+  echo "$(ticks "$pid") $e $r"
+}
 sample() {
   local peak_flowd=0 peak_engines=0 peak_n=0 peak_redis=0 sum n r p
   while :; do
@@ -104,7 +113,9 @@ sample() {
 wrk -t"$threads" -c"$conns" -d5s -s "$dir/post.lua" "$url" >/dev/null
 sample &
 sampler=$!
+cpu_before=$(cpu_snapshot)
 wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s "$dir/post.lua" "$url" >"$dir/wrk.txt"
+cpu_after=$(cpu_snapshot)
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 sampler=
@@ -122,6 +133,12 @@ bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$dir/wrk.txt")
 errors=$(grep -E '^ +Socket errors:' "$dir/wrk.txt" || true)
 read -r rss_flowd rss_engines n_engines rss_redis <"$dir/rss"
 
+hz=$(getconf CLK_TCK)
+cpu_line=$(awk -v a="$cpu_before" -v b="$cpu_after" -v n="$total" -v hz="$hz" -v cores="$(nproc)" 'BEGIN {
+  split(a, x, " "); split(b, y, " "); f = (y[1] - x[1]) * 1000 / hz / n; e = (y[2] - x[2]) * 1000 / hz / n
+  r = (y[3] - x[3]) * 1000 / hz / n; t = f + e + r
+  printf "flowd %.2f ms, engines %.2f ms, redis-server %.2f ms: %.2f ms in all, so %d cores give at most %d req/s", f, e, r, t, cores, (t > 0 ? cores * 1000 / t : 0) }')
+load=$(cut -d' ' -f1 /proc/loadavg)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 printf 'service: sync webhook -> code -> return_response, flowd serve (UNSANDBOXED, SQLite, embedded Redis,\n'
 printf '         AP_WORKER_CONCURRENCY=%s), wrk -t%s -c%s -d%ss, %s requests\n' "$concurrency" "$threads" "$conns" "$seconds" "$total"
@@ -133,6 +150,8 @@ printf '  %-12s %12s %12s %12s   (throughput: flowd/peer; latency: peer/flowd)\n
 printf '  targets: >= 950 req/s %s, p99 <= 20 ms %s\n' \
   "$(awk -v r="$rps" 'BEGIN { print (r >= 950 ? "met" : "MISSED") }')" \
   "$(awk -v p="$p99" 'BEGIN { print (p <= 20 ? "met" : "MISSED") }')"
+printf '  CPU per request: %s\n' "$cpu_line"
+printf '  (load average %s on %d cores when it ended: other work on the machine lowers the rate)\n' "$load" "$(nproc)"
 printf '  resident memory under load (peak): flowd process (app + worker) %d MiB; %d engines %d MiB in all;\n' \
   $((rss_flowd / 1024)) "$n_engines" $((rss_engines / 1024))
 printf '    embedded redis-server %d MiB (the peer'"'"'s worker holds 200-300 MB)\n' $((rss_redis / 1024))

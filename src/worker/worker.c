@@ -543,6 +543,29 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	}
 }
 
+/* A stopping worker handed the job back to the queue and killed its engine: the attempt ends
+ * (the engine died, so INTERNAL_ERROR) and the run goes back to QUEUED, not RUNNING with nobody
+ * running it, until the next delivery replays it. Best effort, briefly: if the app does not
+ * answer, the next delivery's start supersedes the attempt anyway. */
+static void handed_back(struct job_run *r)
+{
+	struct wk_call call = r->call;
+	call.give_up = NULL;
+	call.deadline_ms = fl_mono_ms() + 2000;
+	json_t *body = json_pack("{s:s, s:I, s:b, s:O}", "status", "INTERNAL_ERROR", "attempt",
+				 (json_int_t)r->attempt, "final", 0, "records", r->pending);
+	char path[192];
+	snprintf(path, sizeof path, "/v1/engine/runs/%s/result", r->run_id);
+	long status = 0;
+	struct fl_err err;
+	if (wk_app_call(&call, "POST", path, body, &status, NULL, &err))
+		fl_warn("worker", "run '%s': could not tell the app it was handed back: %s",
+			r->run_id, err.msg);
+	json_decref(body);
+	fl_info("worker", "run '%s': handed back to the queue at stop; its next delivery replays it",
+		r->run_id);
+}
+
 static void process(void *arg, const struct bq_job *job, struct bq_result *result)
 {
 	struct wk_worker *w = arg;
@@ -604,6 +627,10 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		json_t *res = drive_engine(&r, ctx, deadline);
 		if (res) {
 			finish_run(&r, res, result);
+		} else if (atomic_load(&w->stopping)) {
+			result->outcome = BQ_FAILED;
+			result->failed_reason = fl_asprintf("worker stopped while running '%s'", run_id);
+			handed_back(&r);
 		} else {
 			result->outcome = BQ_FAILED;
 			result->failed_reason = fl_asprintf("lock lost while running '%s'", run_id);
