@@ -30,6 +30,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -70,6 +71,9 @@ struct wk_worker {
 	struct slot *slots;
 	int n_slots;
 	atomic_int stopping;        /* hard stop: abandon retries to the app */
+	/* FLOWD_BENCH_NO_CHECKPOINT=1: engines wait for no checkpoint, so nothing is durable
+	 * before a run ends. Only bench/durability.sh sets it, to measure what durability costs. */
+	int no_checkpoint;
 	/* metrics */
 	atomic_int engines_running;
 	atomic_int engines_peak;
@@ -115,6 +119,7 @@ struct job_run {
 	json_int_t attempt;
 	char path[128];
 	json_t *pending;  /* [{path, record}] not yet posted */
+	json_t *replayed; /* [path] the engine reused and that were not posted yet */
 	json_t *waitpoint;
 	json_t *running;  /* paths of the steps started and not finished, innermost last */
 	const json_t *flow_version; /* borrowed from the start context */
@@ -298,9 +303,12 @@ static long flush_steps(struct job_run *r, struct fl_err *err)
 	if (!json_array_size(r->pending))
 		return 0;
 	json_t *body = json_pack("{sIsO}", "attempt", r->attempt, "steps", r->pending);
+	if (json_array_size(r->replayed))
+		json_object_set(body, "replayed", r->replayed);
 	long st = post(r, "steps", body, NULL, err);
 	if (st >= 200 && st < 300) {
 		json_array_clear(r->pending);
+		json_array_clear(r->replayed);
 		return 0;
 	}
 	return st;
@@ -319,6 +327,8 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 	json_object_set_new(result_take, "attempt", json_integer(r->attempt));
 	if (json_array_size(r->pending))
 		json_object_set(result_take, "records", r->pending);
+	if (json_array_size(r->replayed))
+		json_object_set(result_take, "replayed", r->replayed);
 	if (retryable)
 		json_object_set_new(result_take, "final", json_false());
 	if (r->waitpoint && !json_object_get(result_take, "waitpoint"))
@@ -463,6 +473,8 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	}
 	if (json_is_object(resume))
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
+	if (w->no_checkpoint)
+		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
 	if (reply_engine(s, op)) {
 		drop_engine(s, 1, NULL);
 		return status_result(r, "INTERNAL_ERROR", "engine went away before the run started");
@@ -520,6 +532,10 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 				}
 				reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
 			}
+		} else if (!strcmp(type, "step_replayed")) {
+			json_t *path = json_object_get(ev, "path");
+			if (json_is_string(path))
+				json_array_append(r->replayed, path);
 		} else if (!strcmp(type, "respond")) {
 			json_t *body = json_pack("{sIsO}", "attempt", r->attempt, "response",
 						 json_object_get(ev, "response"));
@@ -593,6 +609,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.job = job,
 		.run_id = run_id,
 		.pending = json_array(),
+		.replayed = json_array(),
 		.running = json_array(),
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
@@ -643,6 +660,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 	}
 	json_decref(ctx);
 	json_decref(r.pending);
+	json_decref(r.replayed);
 	json_decref(r.running);
 	json_decref(r.waitpoint);
 	fl_free(token);
@@ -736,6 +754,11 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	char host[64] = "localhost";
 	gethostname(host, sizeof host - 1);
 	snprintf(w->worker_name, sizeof w->worker_name, "%s:%d", host, (int)getpid());
+	const char *nc = getenv("FLOWD_BENCH_NO_CHECKPOINT");
+	w->no_checkpoint = nc && !strcmp(nc, "1");
+	if (w->no_checkpoint)
+		fl_warn("worker", "FLOWD_BENCH_NO_CHECKPOINT=1: steps are not checkpointed, a worker "
+			"that dies loses its runs' progress; this is for benchmarks only");
 	w->n_slots = cfg->worker_concurrency;
 	w->slots = fl_calloc((size_t)w->n_slots, sizeof *w->slots);
 	for (int i = 0; i < w->n_slots; i++) {
