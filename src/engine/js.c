@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,15 @@ struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts)
 					 ? opts->code_wall_limit_ms
 					 : DEFAULT_CODE_WALL_LIMIT_MS;
 	rt->policy = opts ? opts->policy : NULL;
+	return rt;
+}
+
+/* The VM is created on first use: loading JavaScriptCore's VM costs milliseconds and starts
+ * its threads, which a flow whose templates are all plain paths never needs. */
+void js_start(struct js_runtime *rt)
+{
+	if (rt->group)
+		return;
 	/* JavaScriptCore stops JIT code for the watchdog by default through a SIGSEGV handler of
 	 * its own, which breaks as soon as anything else installs one after it (ASan, a test
 	 * harness, a crash reporter): a stopped script then crashes the process. Polling traps
@@ -59,17 +69,18 @@ struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts)
 	def.getProperty = scope_get_property;
 	rt->scope_class = JSClassCreate(&def);
 	rt->code_class = js_code_class_create();
-	return rt;
 }
 
 void js_runtime_free(struct js_runtime *rt)
 {
 	if (!rt)
 		return;
-	js_code_runtime_release(rt);
-	JSClassRelease(rt->scope_class);
-	JSClassRelease(rt->code_class);
-	JSContextGroupRelease(rt->group);
+	if (rt->group) {
+		js_code_runtime_release(rt);
+		JSClassRelease(rt->scope_class);
+		JSClassRelease(rt->code_class);
+		JSContextGroupRelease(rt->group);
+	}
 	fl_free(rt);
 }
 
@@ -108,6 +119,58 @@ char *js_string_utf8(JSStringRef s, size_t *len)
 	if (len)
 		*len = n ? n - 1 : 0;
 	return buf;
+}
+
+JSValueRef js_string_from_utf8(JSContextRef ctx, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	JSChar stackbuf[256] = { 0 };
+	JSChar *out = len < 256 ? stackbuf : fl_malloc(len * sizeof *out);
+	size_t n = 0;
+	while (p < end) {
+		uint32_t c = *p, min;
+		int more;
+		if (c < 0x80) {
+			out[n++] = (JSChar)c;
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			c &= 0x1f, more = 1, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			c &= 0x0f, more = 2, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			c &= 0x07, more = 3, min = 0x10000;
+		} else {
+			out[n++] = 0xfffd;
+			p++;
+			continue;
+		}
+		const unsigned char *q = p + 1;
+		for (int i = 0; i < more; i++, q++) {
+			if (q >= end || (*q & 0xc0) != 0x80)
+				break;
+			c = (c << 6) | (*q & 0x3f);
+		}
+		if (q - p != more + 1 || c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+			out[n++] = 0xfffd;
+			p++;
+			continue;
+		}
+		if (c >= 0x10000) {
+			c -= 0x10000;
+			out[n++] = (JSChar)(0xd800 | (c >> 10));
+			out[n++] = (JSChar)(0xdc00 | (c & 0x3ff));
+		} else {
+			out[n++] = (JSChar)c;
+		}
+		p = q;
+	}
+	JSStringRef str = JSStringCreateWithCharacters(out, n);
+	if (out != stackbuf)
+		fl_free(out);
+	JSValueRef v = JSValueMakeString(ctx, str);
+	JSStringRelease(str);
+	return v;
 }
 
 char *js_value_utf8(JSContextRef ctx, JSValueRef v, size_t *len)
@@ -169,12 +232,7 @@ JSValueRef js_from_json(JSContextRef ctx, const json_t *v)
 	case JSON_FALSE: return JSValueMakeBoolean(ctx, false);
 	case JSON_INTEGER: return JSValueMakeNumber(ctx, (double)json_integer_value(v));
 	case JSON_REAL: return JSValueMakeNumber(ctx, json_real_value(v));
-	case JSON_STRING: {
-		JSStringRef s = JSStringCreateWithUTF8CString(json_string_value(v));
-		JSValueRef r = JSValueMakeString(ctx, s);
-		JSStringRelease(s);
-		return r;
-	}
+	case JSON_STRING: return js_string_from_utf8(ctx, json_string_value(v), json_string_length(v));
 	case JSON_OBJECT:
 	case JSON_ARRAY: break;
 	}
@@ -612,6 +670,7 @@ void js_session_free(struct js_session *s)
 static JSContextRef session_ctx(struct js_session *s)
 {
 	if (!s->ctx) {
+		js_start(s->rt);
 		s->ctx = JSGlobalContextCreateInGroup(s->rt->group, s->rt->scope_class);
 		JSObjectSetPrivate(JSContextGetGlobalObject(s->ctx), &s->g);
 	}

@@ -26,6 +26,8 @@ struct js_runtime_opts {
 
 struct js_runtime;
 
+/* Cheap: the JavaScriptCore VM (milliseconds to create, and threads) is started on the first
+ * evaluation or code step, so a flow that never needs JavaScript never pays for it. */
 struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts);
 void js_runtime_free(struct js_runtime *rt);
 
@@ -77,15 +79,16 @@ struct js_code_ctx {
 /* Runs a CODE step: source is a module exporting `code` (`export const code = async (inputs) =>
  * ...`, `export async function code`, `export default ...`), inputs its resolved input. It runs
  * in a fresh global context with console, setTimeout/setInterval and their clear functions,
- * fetch, atob/btoa and crypto (randomUUID, getRandomValues), and no require, process or file
- * system; an import fails the step. Awaits the result, running timers and fetches. On success
- * *out is the returned value as JSON (NULL for undefined). console output is appended to
- * console (may be NULL). Returns FL_EJS with the error text ("Error: boom") when the code
- * throws or rejects, leaves a promise rejection unhandled, throws in a timer, or waits on a
- * promise nothing can settle (console output appended to the message after a newline);
+ * fetch, queueMicrotask, atob/btoa and crypto (randomUUID, getRandomValues), and no require,
+ * process or file system; an import fails the step. Awaits the result, running timers and
+ * fetches. On success *out is the returned value as JSON (NULL for undefined). console output
+ * is appended to console (may be NULL). Returns FL_EJS with the error text ("Error: boom") when
+ * the code throws or rejects, leaves a promise rejection unhandled, throws in a timer, or waits
+ * on a promise nothing can settle (console output appended to the message after a newline);
  * FL_ETIMEOUT past time_limit_ms or code_wall_limit_ms. fetch(url, {method, headers, body,
  * redirect}) resolves to {status, ok, statusText, url, redirected, headers.get/has/forEach,
- * text(), json()}; a network error or a refused address rejects with a TypeError. */
+ * text(), json(), arrayBuffer()}; a network error or a refused address rejects with a
+ * TypeError. */
 int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 		const struct js_code_ctx *ctx, json_t **out, struct fl_buf *console,
 		struct fl_err *err);

@@ -65,6 +65,7 @@ struct js_code_run {
 	int loop_rc;
 
 	int settled;            /* 1 fulfilled, 2 rejected */
+	bool finished;          /* the outcome is decided; later failures do not count */
 	JSValueRef result;      /* the fulfilled value or the rejection reason */
 	struct fl_buf failure;  /* an unhandled rejection or a throw in a timer */
 };
@@ -399,7 +400,7 @@ static JSValueRef js_atob(JSContextRef ctx, JSObjectRef fn, JSObjectRef self, si
 /* ---- fetch ---- */
 
 static const char response_source[] =
-	"(function (status, statusText, url, redirected, pairs, body) {\n"
+	"(function (status, statusText, url, redirected, pairs, body, bytes) {\n"
 	"  const map = new Map();\n"
 	"  for (const [k, v] of pairs) map.set(k, map.has(k) ? map.get(k) + ', ' + v : v);\n"
 	"  const headers = {\n"
@@ -410,18 +411,24 @@ static const char response_source[] =
 	"    [Symbol.iterator]: () => map.entries(),\n"
 	"  };\n"
 	"  let used = false;\n"
-	"  const take = () => {\n"
+	"  const take = (value) => {\n"
 	"    if (used) return Promise.reject(new TypeError('body stream already read'));\n"
 	"    used = true;\n"
-	"    return Promise.resolve(body);\n"
+	"    return Promise.resolve(value);\n"
 	"  };\n"
 	"  return {\n"
 	"    status, statusText, url, redirected, headers, ok: status >= 200 && status < 300,\n"
 	"    get bodyUsed() { return used; },\n"
-	"    text: () => take(),\n"
-	"    json: () => take().then((t) => JSON.parse(t)),\n"
+	"    text: () => take(body),\n"
+	"    json: () => take(body).then((t) => JSON.parse(t)),\n"
+	"    arrayBuffer: () => take(bytes),\n"
 	"  };\n"
 	"})";
+
+static void free_bytes(void *bytes, void *context)
+{
+	fl_free(bytes);
+}
 
 static void fetch_release(struct js_code_run *run, struct fetch *f)
 {
@@ -562,6 +569,30 @@ static JSValueRef js_fetch(JSContextRef ctx, JSObjectRef fn, JSObjectRef self, s
 	return promise;
 }
 
+/* ---- queueMicrotask ---- */
+
+/* Queues fn as a promise job; a throw in it is then an unhandled rejection, which fails the
+ * step as an uncaught exception would in Node. */
+static JSValueRef queue_microtask(JSContextRef ctx, JSObjectRef fn, JSObjectRef self,
+				  size_t argc, const JSValueRef argv[], JSValueRef *exception)
+{
+	if (argc < 1 || !JSValueIsObject(ctx, argv[0]) ||
+	    !JSObjectIsFunction(ctx, (JSObjectRef)argv[0]))
+		return throw_error(ctx, exception, "TypeError: the callback must be a function");
+	JSObjectRef resolve, reject;
+	JSObjectRef promise = JSObjectMakeDeferredPromise(ctx, &resolve, &reject, exception);
+	if (!promise)
+		return NULL;
+	JSValueRef then = get_named(ctx, promise, "then");
+	if (!then || !JSValueIsObject(ctx, then))
+		return NULL;
+	if (!JSObjectCallAsFunction(ctx, (JSObjectRef)then, promise, 1, argv, exception))
+		return NULL;
+	if (!JSObjectCallAsFunction(ctx, resolve, NULL, 0, NULL, exception))
+		return NULL;
+	return JSValueMakeUndefined(ctx);
+}
+
 /* ---- the global object ---- */
 
 static JSValueRef code_get_property(JSContextRef ctx, JSObjectRef object, JSStringRef name,
@@ -596,6 +627,7 @@ static const JSStaticFunction code_functions[] = {
 	{ "atob", js_atob, kJSPropertyAttributeDontEnum },
 	{ "btoa", js_btoa, kJSPropertyAttributeDontEnum },
 	{ "fetch", js_fetch, kJSPropertyAttributeDontEnum },
+	{ "queueMicrotask", queue_microtask, kJSPropertyAttributeDontEnum },
 	{ 0, 0, 0 },
 };
 
@@ -724,7 +756,7 @@ static JSValueRef on_unhandled_rejection(JSContextRef ctx, JSObjectRef fn, JSObj
 {
 	struct js_global *g = JSObjectGetPrivate(JSContextGetGlobalObject(ctx));
 	struct js_code_run *run = !g ? NULL : g->run ? g->run : g->rt->current_run;
-	if (run && !run->failure.len) {
+	if (run && !run->failure.len && !run->finished) {
 		fl_buf_adds(&run->failure, "unhandled promise rejection: ");
 		if (argc > 1) /* in the step's realm, where its Error is Error */
 			js_exception_text(run->ctx, argv[1], &run->failure);
@@ -767,7 +799,7 @@ static int call_js(struct js_code_run *run, JSObjectRef fn, size_t argc, const J
 	}
 	if (!exc)
 		return 0;
-	if (kind != CALL_SETTLE && !run->failure.len) {
+	if (kind != CALL_SETTLE && !run->failure.len && !run->finished) {
 		if (kind == CALL_TIMER)
 			fl_buf_adds(&run->failure, "uncaught exception in a timer: ");
 		js_exception_text(run->ctx, exc, &run->failure);
@@ -834,19 +866,25 @@ static int run_fetch(struct js_code_run *run)
 					     make_string(ctx, resp.headers[i].value) };
 			pairs[i] = JSObjectMakeArray(ctx, 2, kv, NULL);
 		}
-		JSValueRef args[6] = {
+		/* the body as bytes for arrayBuffer(), and as UTF-8 text for text() and json() */
+		void *copy = fl_malloc(resp.body_len ? resp.body_len : 1);
+		memcpy(copy, resp.body, resp.body_len);
+		JSObjectRef bytes = JSObjectMakeArrayBufferWithBytesNoCopy(
+			ctx, copy, resp.body_len, free_bytes, NULL, NULL);
+		JSValueRef args[7] = {
 			JSValueMakeNumber(ctx, (double)resp.status),
 			make_string(ctx, ""),
 			make_string(ctx, resp.effective_url ? resp.effective_url : f.url),
 			JSValueMakeBoolean(ctx, resp.effective_url &&
 						       strcmp(resp.effective_url, f.url) != 0),
 			JSObjectMakeArray(ctx, resp.n_headers, pairs, NULL),
-			make_string(ctx, resp.body ? resp.body : ""),
+			js_string_from_utf8(ctx, resp.body ? resp.body : "", resp.body_len),
+			bytes ? (JSValueRef)bytes : JSValueMakeUndefined(ctx),
 		};
 		fl_free(pairs);
 		net_http_response_release(&resp);
 		JSValueRef factory = response_factory(run);
-		arg = factory ? JSObjectCallAsFunction(ctx, (JSObjectRef)factory, NULL, 6, args, NULL)
+		arg = factory ? JSObjectCallAsFunction(ctx, (JSObjectRef)factory, NULL, 7, args, NULL)
 			      : NULL;
 		if (!arg)
 			arg = JSValueMakeUndefined(ctx);
@@ -945,6 +983,12 @@ static int event_loop(struct js_code_run *run)
 		if (rc)
 			return rc;
 	}
+	/* In Node a request goes out the moment fetch is called, awaited or not: send the ones
+	 * the code started and left behind, without letting them change the step's outcome. */
+	run->finished = true;
+	while (run->n_fetches && fl_mono_us() < run->deadline_us)
+		if (run_fetch(run) == FL_ETIMEOUT)
+			break;
 	return 0;
 }
 
@@ -1030,6 +1074,7 @@ int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 	fl_buf_init(&run.failure);
 	run.g.rt = rt;
 	run.g.run = &run;
+	js_start(rt);
 	run.ctx = JSGlobalContextCreateInGroup(rt->group, rt->code_class);
 	JSObjectSetPrivate(JSContextGetGlobalObject(run.ctx), &run.g);
 	/* The context holds its unhandled-rejection callback as a GC root: a function of its own

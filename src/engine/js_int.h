@@ -58,6 +58,8 @@ struct js_global {
 	struct js_code_run *run;  /* set for code steps */
 };
 
+/* Creates the VM and the classes if that has not happened yet. */
+void js_start(struct js_runtime *rt);
 /* Runs before every top-level entry into the VM. */
 void js_enter(struct js_runtime *rt);
 /* After a top-level entry: if the watchdog stopped a script, clears what JavaScriptCore
@@ -76,6 +78,9 @@ int js_to_json(JSContextRef ctx, JSValueRef v, json_t **out, struct fl_err *err)
 
 /* A JS string as a heap UTF-8 string (fl_free); *len may be NULL. */
 char *js_string_utf8(JSStringRef s, size_t *len);
+/* A JS string from len bytes of UTF-8 that may hold NULs or invalid sequences (each invalid
+ * byte becomes U+FFFD, as TextDecoder does). */
+JSValueRef js_string_from_utf8(JSContextRef ctx, const char *s, size_t len);
 /* String(v) as heap UTF-8; never fails (an exception in toString gives "[object]"). */
 char *js_value_utf8(JSContextRef ctx, JSValueRef v, size_t *len);
 /* The text of a thrown value: "Error: message" for errors, String(value) otherwise. */

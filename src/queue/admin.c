@@ -8,12 +8,18 @@
 #include "core/time.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 char *bq_embedded_redis_url(const char *config_path)
 {
-	return fl_asprintf("unix://%s/" BQ_SERVER_SUBDIR "/redis.sock", config_path ? config_path : "./var");
+	/* A unix:// URL needs an absolute path, and the default AP_CONFIG_PATH is ./var. */
+	const char *dir = config_path ? config_path : "./var";
+	char abs_dir[PATH_MAX];
+	if (realpath(dir, abs_dir))
+		dir = abs_dir;
+	return fl_asprintf("unix://%s/" BQ_SERVER_SUBDIR "/redis.sock", dir);
 }
 
 static const char *const states[] = { "waiting",   "active", "delayed", "prioritized",
@@ -177,11 +183,12 @@ int bq_queue_list(struct bq_queue *q, const char *state, int64_t offset, int64_t
 		  json_t **jobs, struct fl_err *err)
 {
 	*jobs = NULL;
-	if (!bq_state_valid(state))
+	/* The NULL test also tells GCC under -fsanitize that state is not NULL below. */
+	if (!state || !bq_state_valid(state))
 		return fl_err_set(err, FL_EINVAL,
 				  "unknown state '%s'; expected waiting, active, delayed, "
 				  "prioritized, completed, failed or paused",
-				  state);
+				  state ? state : "(none)");
 	if (offset < 0)
 		offset = 0;
 	if (limit <= 0)

@@ -7,8 +7,10 @@
 
 #include <errno.h>
 #include <hiredis.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -32,11 +34,17 @@ static int answers_ping(const char *sock)
 	return ok;
 }
 
-int bq_server_start(struct bq_server *s, const char *dir, struct fl_err *err)
+int bq_server_start(struct bq_server *s, const char *given_dir, struct fl_err *err)
 {
 	memset(s, 0, sizeof *s);
-	if (mkdir(dir, 0700) && errno != EEXIST)
-		return fl_err_set(err, -errno, "cannot create '%s': %s", dir, strerror(errno));
+	if (mkdir(given_dir, 0700) && errno != EEXIST)
+		return fl_err_set(err, -errno, "cannot create '%s': %s", given_dir, strerror(errno));
+	/* redis-server changes into --dir before it opens its log file and socket, so a relative
+	 * AP_CONFIG_PATH (the default ./var) must become absolute first. */
+	char abs_dir[PATH_MAX];
+	if (!realpath(given_dir, abs_dir))
+		return fl_err_set(err, -errno, "cannot resolve '%s': %s", given_dir, strerror(errno));
+	const char *dir = abs_dir;
 	char *sock = fl_asprintf("%s/redis.sock", dir);
 	if (strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		int rc = fl_err_set(err, FL_ECONFIG,

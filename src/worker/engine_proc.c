@@ -4,12 +4,14 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "sandbox/zygote.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -21,7 +23,7 @@
 static void proc_init(struct wk_proc *p, int64_t memory_limit_kb)
 {
 	memset(p, 0, sizeof *p);
-	p->to_engine = p->from_engine = p->engine_log = -1;
+	p->to_engine = p->from_engine = p->engine_log = p->statm_fd = -1;
 	p->memory_limit_kb = memory_limit_kb;
 	fl_buf_init(&p->out);
 	fl_buf_init(&p->log);
@@ -95,6 +97,28 @@ int wk_proc_spawn(struct wk_proc *p, char *const argv[], char *const envp[],
 	return 0;
 }
 
+int wk_proc_spawn_sandboxed(struct wk_proc *p, const struct sb_opts *opts, struct sb_zygote *zygote,
+			    char *const argv[], int extra_fd, struct fl_err *err)
+{
+	proc_init(p, 0);
+	int in[2], out[2], errp[2];
+	int rc = make_pipes(in, out, errp, err);
+	if (rc)
+		return rc;
+	int fds[4] = { in[0], out[1], errp[1], extra_fd };
+	int n_fds = extra_fd >= 0 ? 4 : 3;
+	rc = zygote ? sb_zygote_spawn(zygote, opts, argv, fds, n_fds, &p->child, err)
+		    : sb_spawn(opts, argv, fds, n_fds, &p->child, err);
+	if (rc) {
+		close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(errp[0]), close(errp[1]);
+		return rc;
+	}
+	p->sandboxed = 1;
+	p->pid = p->child.pid;
+	adopt_pipes(p, in, out, errp);
+	return 0;
+}
+
 int wk_proc_alive(const struct wk_proc *p)
 {
 	return p->pid > 0;
@@ -146,30 +170,39 @@ static void drain_log(struct wk_proc *p, int flush)
 		p->log.data[rest] = '\0';
 }
 
-static int64_t rss_kb(pid_t pid)
+/* The engine's resident KiB from /proc/<pid>/statm ("size resident ..." in pages), read through
+ * a descriptor kept open: the watch runs often, an open per look would cost more than it. */
+static int64_t rss_kb(struct wk_proc *p)
 {
-	char path[64], buf[128];
-	snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
+	char buf[128];
+	if (p->statm_fd < 0) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/statm", (int)p->pid);
+		p->statm_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (p->statm_fd < 0)
+			return -1;
+	}
+	ssize_t n = pread(p->statm_fd, buf, sizeof buf - 1, 0);
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
-	long long size, resident;
-	if (sscanf(buf, "%lld %lld", &size, &resident) != 2)
-		return -1;
+	char *end;
+	strtoll(buf, &end, 10);
+	long long resident = strtoll(end, NULL, 10);
 	return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-/* Plain engines have no cgroup: their resident memory is watched instead. */
+/* Plain engines have no cgroup: their resident memory is watched instead, every
+ * MEMORY_WATCH_MS while we wait for them (not on every line they write). */
 static int memory_watch(struct wk_proc *p)
 {
-	if (!p->memory_limit_kb || p->killed_for_memory)
+	if (p->sandboxed || !p->memory_limit_kb || p->killed_for_memory)
 		return 0;
-	int64_t kb = rss_kb(p->pid);
+	int64_t now = fl_mono_ms();
+	if (now < p->next_watch_ms)
+		return 0;
+	p->next_watch_ms = now + MEMORY_WATCH_MS;
+	int64_t kb = rss_kb(p);
 	if (kb > p->peak_rss_kb)
 		p->peak_rss_kb = kb;
 	if (kb > p->memory_limit_kb) {
@@ -203,7 +236,7 @@ int wk_proc_recv(struct wk_proc *p, int64_t deadline_ms, char **line)
 				return FL_ETIMEOUT;
 			wait_ms = left > 1000000 ? 1000000 : (int)left;
 		}
-		if (p->memory_limit_kb && (wait_ms < 0 || wait_ms > MEMORY_WATCH_MS))
+		if (!p->sandboxed && p->memory_limit_kb && (wait_ms < 0 || wait_ms > MEMORY_WATCH_MS))
 			wait_ms = MEMORY_WATCH_MS;
 		struct pollfd fds[2] = { { p->from_engine, POLLIN, 0 }, { p->engine_log, POLLIN, 0 } };
 		int n = poll(fds, p->engine_log >= 0 ? 2 : 1, wait_ms);
@@ -239,7 +272,10 @@ void wk_proc_kill(struct wk_proc *p)
 {
 	if (p->pid <= 0)
 		return;
-	kill(p->pid, SIGKILL);
+	if (p->sandboxed)
+		sb_child_kill(&p->child);
+	else
+		kill(p->pid, SIGKILL);
 }
 
 void wk_proc_finish(struct wk_proc *p, int kill_first, struct wk_exit *ex)
@@ -249,7 +285,18 @@ void wk_proc_finish(struct wk_proc *p, int kill_first, struct wk_exit *ex)
 		if (kill_first)
 			wk_proc_kill(p);
 		close_fd(&p->to_engine);
-		{
+		if (p->sandboxed) {
+			struct sb_exit se;
+			if (sb_child_wait(&p->child, -1, &se) == 0) {
+				e.exited = se.exited;
+				e.code = se.code;
+				e.signal = se.signal;
+				e.memory_exceeded = se.oom_killed;
+				e.peak_memory_kb =
+					se.peak_memory_bytes >= 0 ? se.peak_memory_bytes / 1024 : -1;
+			}
+			sb_child_release(&p->child);
+		} else {
 			int status = 0;
 			while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
 				;
@@ -273,9 +320,11 @@ void wk_proc_finish(struct wk_proc *p, int kill_first, struct wk_exit *ex)
 	close_fd(&p->to_engine);
 	close_fd(&p->from_engine);
 	close_fd(&p->engine_log);
+	close_fd(&p->statm_fd);
 	fl_buf_release(&p->out);
 	fl_buf_release(&p->log);
 	p->pid = 0;
+	p->sandboxed = 0;
 	if (ex)
 		*ex = e;
 }

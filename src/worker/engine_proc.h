@@ -7,11 +7,13 @@
 #define WK_ENGINE_PROC_H
 
 #include "core/buf.h"
+#include "sandbox/sandbox.h"
 
 #include <stdint.h>
 #include <sys/types.h>
 
 struct fl_err;
+struct sb_zygote;
 
 struct wk_proc {
 	pid_t pid;
@@ -20,7 +22,11 @@ struct wk_proc {
 	int engine_log;  /* read end of the engine's stderr */
 	int64_t memory_limit_kb; /* plain processes: RSS past this kills the engine; 0: none */
 	int killed_for_memory;
+	int sandboxed;
+	struct sb_child child; /* when sandboxed */
 	int64_t peak_rss_kb;
+	int statm_fd;          /* /proc/<pid>/statm, kept open for the memory watch; -1: none */
+	int64_t next_watch_ms; /* monotonic: when the memory watch looks next */
 	struct fl_buf out;     /* bytes of stdout not yet returned as lines */
 	struct fl_buf log;     /* bytes of stderr not yet logged */
 	char run_id[64];       /* for log lines; may be empty */
@@ -37,6 +43,12 @@ struct wk_exit {
  * envp is its whole environment (never the worker's secrets). 0 or -errno with err set. */
 int wk_proc_spawn(struct wk_proc *p, char *const argv[], char *const envp[],
 		  int64_t memory_limit_kb, struct fl_err *err);
+
+/* The same in a kernel sandbox: through zygote when it is not NULL (the caller serialises
+ * spawns on one zygote), else by sb_spawn. extra_fd, when >= 0, becomes fd 3 of the engine (the
+ * egress broker connection). The cgroup, not an RSS watch, enforces the memory limit. */
+int wk_proc_spawn_sandboxed(struct wk_proc *p, const struct sb_opts *opts, struct sb_zygote *zygote,
+			    char *const argv[], int extra_fd, struct fl_err *err);
 
 /* Writes line plus "\n" to the engine. 0, or -EPIPE when it is gone. */
 int wk_proc_send(struct wk_proc *p, const char *line, size_t len);

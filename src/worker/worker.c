@@ -12,7 +12,12 @@
 #include "core/secret.h"
 #include "core/time.h"
 #include "core/token.h"
+#include "net/egress.h"
 #include "net/policy.h"
+#include "sandbox/host.h"
+#include "sandbox/root.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/zygote.h"
 #include "queue/bq.h"
 #include "worker/app_client.h"
 #include "worker/engine_proc.h"
@@ -25,6 +30,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,6 +47,7 @@ struct slot {
 	struct wk_proc engine;
 	pthread_mutex_t lock;       /* guards engine.pid against lock_lost's kill */
 	atomic_int lost;            /* the running job's lock was lost */
+	int netns_fd;               /* STRICT process sandboxes: this slot's empty netns, or -1 */
 };
 
 struct wk_worker {
@@ -48,11 +55,25 @@ struct wk_worker {
 	char *app_url;
 	char *jwt_secret;
 	char *engine_exe;
+	wk_app_local_fn app_local;
+	void *app_local_arg;
 	char worker_name[96];
 	struct bq_worker *queue;
+	/* Process-sandbox modes: what the host offers, what sandboxes see, the zygote that forks
+	 * them with JavaScriptCore already loaded (one spawn at a time), and under STRICT the
+	 * egress broker that is their only way out. */
+	struct sb_host host;
+	struct sb_root *root;
+	struct sb_zygote *zygote;
+	pthread_mutex_t zygote_lock;
+	struct net_policy *policy;
+	struct net_egress *egress;
 	struct slot *slots;
 	int n_slots;
 	atomic_int stopping;        /* hard stop: abandon retries to the app */
+	/* FLOWD_BENCH_NO_CHECKPOINT=1: engines wait for no checkpoint, so nothing is durable
+	 * before a run ends. Only bench/durability.sh sets it, to measure what durability costs. */
+	int no_checkpoint;
 	/* metrics */
 	atomic_int engines_running;
 	atomic_int engines_peak;
@@ -98,6 +119,7 @@ struct job_run {
 	json_int_t attempt;
 	char path[128];
 	json_t *pending;  /* [{path, record}] not yet posted */
+	json_t *replayed; /* [path] the engine reused and that were not posted yet */
 	json_t *waitpoint;
 	json_t *running;  /* paths of the steps started and not finished, innermost last */
 	const json_t *flow_version; /* borrowed from the start context */
@@ -136,20 +158,63 @@ static long post(struct job_run *r, const char *what, json_t *body_take, json_t 
 	return rc ? rc : status;
 }
 
+static int process_sandbox(enum fl_execution_mode m)
+{
+	return m == FL_EXEC_SANDBOX_PROCESS || m == FL_EXEC_SANDBOX_CODE_AND_PROCESS;
+}
+
+/* Starts the slot's engine as the execution mode says. Called with s->lock held. */
+static int spawn_engine(struct slot *s, struct fl_err *err)
+{
+	struct wk_worker *w = s->w;
+	const struct fl_config *cfg = w->cfg;
+	char level[64], pretty[64], egress_env[64] = "";
+	snprintf(level, sizeof level, "AP_LOG_LEVEL=%s",
+		 (const char *[]){ "debug", "info", "warn", "error", "fatal" }[cfg->log_level]);
+	snprintf(pretty, sizeof pretty, "AP_LOG_PRETTY=%s", cfg->log_pretty ? "true" : "false");
+	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, egress_env, NULL };
+	if (!process_sandbox(cfg->execution_mode)) {
+		char *argv[] = { w->engine_exe, "engine",
+				 cfg->execution_mode == FL_EXEC_SANDBOX_CODE_ONLY ? "--code-only" : NULL,
+				 NULL };
+		envp[4] = NULL;
+		return wk_proc_spawn(&s->engine, argv, envp, cfg->sandbox_memory_limit_kb, err);
+	}
+	struct sb_opts o;
+	sb_opts_init(&o, &w->host, w->root);
+	o.limits.memory_bytes = cfg->sandbox_memory_limit_kb * 1024;
+	o.envp = envp;
+	if (cfg->execution_mode == FL_EXEC_SANDBOX_CODE_AND_PROCESS)
+		o.flags |= SB_CODE_FILTER;
+	int egress_fd = -1;
+	if (w->egress) {
+		/* STRICT: no network but the broker's connection, which becomes fd 3. */
+		o.flags |= SB_NET | SB_DENY_INET;
+		o.netns_fd = s->netns_fd;
+		int rc = net_egress_open_client(w->egress, &egress_fd, err);
+		if (rc)
+			return rc;
+		snprintf(egress_env, sizeof egress_env, "%s=3", NET_EGRESS_FD_ENV);
+	} else {
+		envp[4] = NULL;
+	}
+	char *argv[] = { w->engine_exe, "engine", NULL };
+	pthread_mutex_lock(&w->zygote_lock);
+	int rc = wk_proc_spawn_sandboxed(&s->engine, &o, w->zygote, argv, egress_fd, err);
+	pthread_mutex_unlock(&w->zygote_lock);
+	if (egress_fd >= 0)
+		close(egress_fd);
+	return rc;
+}
+
 static int ensure_engine(struct job_run *r, struct fl_err *err)
 {
 	struct slot *s = r->slot;
 	struct wk_worker *w = s->w;
 	if (wk_proc_alive(&s->engine))
 		return 0;
-	char *argv[] = { w->engine_exe, "engine", NULL };
-	char level[64], pretty[64];
-	snprintf(level, sizeof level, "AP_LOG_LEVEL=%s",
-		 (const char *[]){ "debug", "info", "warn", "error", "fatal" }[w->cfg->log_level]);
-	snprintf(pretty, sizeof pretty, "AP_LOG_PRETTY=%s", w->cfg->log_pretty ? "true" : "false");
-	char *envp[] = { "LANG=C.UTF-8", "PATH=/usr/bin:/bin", level, pretty, NULL };
 	pthread_mutex_lock(&s->lock);
-	int rc = wk_proc_spawn(&s->engine, argv, envp, w->cfg->sandbox_memory_limit_kb, err);
+	int rc = spawn_engine(s, err);
 	pthread_mutex_unlock(&s->lock);
 	if (rc)
 		return rc;
@@ -238,9 +303,12 @@ static long flush_steps(struct job_run *r, struct fl_err *err)
 	if (!json_array_size(r->pending))
 		return 0;
 	json_t *body = json_pack("{sIsO}", "attempt", r->attempt, "steps", r->pending);
+	if (json_array_size(r->replayed))
+		json_object_set(body, "replayed", r->replayed);
 	long st = post(r, "steps", body, NULL, err);
 	if (st >= 200 && st < 300) {
 		json_array_clear(r->pending);
+		json_array_clear(r->replayed);
 		return 0;
 	}
 	return st;
@@ -259,6 +327,8 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 	json_object_set_new(result_take, "attempt", json_integer(r->attempt));
 	if (json_array_size(r->pending))
 		json_object_set(result_take, "records", r->pending);
+	if (json_array_size(r->replayed))
+		json_object_set(result_take, "replayed", r->replayed);
 	if (retryable)
 		json_object_set_new(result_take, "final", json_false());
 	if (r->waitpoint && !json_object_get(result_take, "waitpoint"))
@@ -403,6 +473,8 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	}
 	if (json_is_object(resume))
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
+	if (w->no_checkpoint)
+		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
 	if (reply_engine(s, op)) {
 		drop_engine(s, 1, NULL);
 		return status_result(r, "INTERNAL_ERROR", "engine went away before the run started");
@@ -460,6 +532,10 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 				}
 				reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
 			}
+		} else if (!strcmp(type, "step_replayed")) {
+			json_t *path = json_object_get(ev, "path");
+			if (json_is_string(path))
+				json_array_append(r->replayed, path);
 		} else if (!strcmp(type, "respond")) {
 			json_t *body = json_pack("{sIsO}", "attempt", r->attempt, "response",
 						 json_object_get(ev, "response"));
@@ -481,6 +557,29 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		}
 		json_decref(ev);
 	}
+}
+
+/* A stopping worker handed the job back to the queue and killed its engine: the attempt ends
+ * (the engine died, so INTERNAL_ERROR) and the run goes back to QUEUED, not RUNNING with nobody
+ * running it, until the next delivery replays it. Best effort, briefly: if the app does not
+ * answer, the next delivery's start supersedes the attempt anyway. */
+static void handed_back(struct job_run *r)
+{
+	struct wk_call call = r->call;
+	call.give_up = NULL;
+	call.deadline_ms = fl_mono_ms() + 2000;
+	json_t *body = json_pack("{s:s, s:I, s:b, s:O}", "status", "INTERNAL_ERROR", "attempt",
+				 (json_int_t)r->attempt, "final", 0, "records", r->pending);
+	char path[192];
+	snprintf(path, sizeof path, "/v1/engine/runs/%s/result", r->run_id);
+	long status = 0;
+	struct fl_err err;
+	if (wk_app_call(&call, "POST", path, body, &status, NULL, &err))
+		fl_warn("worker", "run '%s': could not tell the app it was handed back: %s",
+			r->run_id, err.msg);
+	json_decref(body);
+	fl_info("worker", "run '%s': handed back to the queue at stop; its next delivery replays it",
+		r->run_id);
 }
 
 static void process(void *arg, const struct bq_job *job, struct bq_result *result)
@@ -510,9 +609,11 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.job = job,
 		.run_id = run_id,
 		.pending = json_array(),
+		.replayed = json_array(),
 		.running = json_array(),
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
+				   .local = w->app_local, .local_arg = w->app_local_arg,
 				   .give_up_arg = &r };
 	char delivery[256];
 	snprintf(delivery, sizeof delivery, "%s:%d", job->id, job->attempts_started);
@@ -543,6 +644,10 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		json_t *res = drive_engine(&r, ctx, deadline);
 		if (res) {
 			finish_run(&r, res, result);
+		} else if (atomic_load(&w->stopping)) {
+			result->outcome = BQ_FAILED;
+			result->failed_reason = fl_asprintf("worker stopped while running '%s'", run_id);
+			handed_back(&r);
 		} else {
 			result->outcome = BQ_FAILED;
 			result->failed_reason = fl_asprintf("lock lost while running '%s'", run_id);
@@ -550,12 +655,12 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 				run_id);
 		}
 		/* Fresh engines per job are for the sandbox modes; a plain one is kept. */
-		if (w->cfg->execution_mode == FL_EXEC_SANDBOX_PROCESS ||
-		    w->cfg->execution_mode == FL_EXEC_SANDBOX_CODE_AND_PROCESS)
+		if (process_sandbox(w->cfg->execution_mode))
 			drop_engine(s, 1, NULL);
 	}
 	json_decref(ctx);
 	json_decref(r.pending);
+	json_decref(r.replayed);
 	json_decref(r.running);
 	json_decref(r.waitpoint);
 	fl_free(token);
@@ -575,14 +680,45 @@ static void lock_lost(void *arg, const struct bq_job *job)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+/* Refuses a mode the host cannot provide (never runs it unsandboxed), and prepares what the
+ * process-sandbox modes share: the root, the zygote, the egress broker and one empty network
+ * namespace per slot. */
+static int setup_sandboxing(struct wk_worker *w, struct fl_err *err)
+{
+	const struct fl_config *cfg = w->cfg;
+	if (cfg->execution_mode == FL_EXEC_UNSANDBOXED)
+		return 0;
+	int rc = sb_host_probe(&w->host, SB_PROBE_MOVE_SELF, err);
+	if (!rc)
+		rc = sb_host_check(&w->host, cfg->execution_mode, cfg->network_mode, err);
+	if (rc)
+		return rc;
+	if (!process_sandbox(cfg->execution_mode))
+		return 0;
+	w->root = sb_root_new();
+	if ((rc = sb_root_add_exec(w->root, w->engine_exe, err)) ||
+	    (rc = sb_root_add_net_files(w->root, err)))
+		return rc;
+	char *argv[] = { w->engine_exe, "engine", "--zygote", NULL };
+	if ((rc = sb_zygote_new(argv, &w->host, w->root, &w->zygote, err))) {
+		fl_err_prefix(err, "cannot start the sandbox zygote");
+		return rc;
+	}
+	if (cfg->network_mode == FL_NET_STRICT) {
+		if ((rc = net_egress_new(w->policy, 0, &w->egress, err)))
+			return rc;
+		for (int i = 0; i < w->n_slots; i++)
+			if ((rc = sb_netns_new(&w->slots[i].netns_fd, err)))
+				return rc;
+	}
+	fl_info("worker", "sandboxes ready: %s%s", fl_execution_mode_name(cfg->execution_mode),
+		w->egress ? ", network only through the egress broker" : "");
+	return 0;
+}
+
 int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct fl_err *err)
 {
 	const struct fl_config *cfg = o->cfg;
-	if (cfg->execution_mode != FL_EXEC_UNSANDBOXED)
-		return fl_err_set(err, FL_EUNSUPPORTED,
-				  "AP_EXECUTION_MODE %s is not available in this build; use "
-				  "UNSANDBOXED",
-				  fl_execution_mode_name(cfg->execution_mode));
 	/* A bad AP_SSRF_ALLOW_LIST entry stops the worker at start, not its first flow. */
 	struct net_policy *policy;
 	int prc = net_policy_from_config(cfg, &policy, err);
@@ -591,14 +727,17 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	char *policy_line = net_policy_describe(policy);
 	fl_info("worker", "%s", policy_line);
 	fl_free(policy_line);
-	net_policy_free(policy);
 	struct wk_worker *w = fl_calloc(1, sizeof *w);
 	w->cfg = cfg;
+	w->policy = policy;
+	pthread_mutex_init(&w->zygote_lock, NULL);
 	w->app_url = fl_strdup(cfg->app_url);
 	size_t n = strlen(w->app_url);
 	while (n && w->app_url[n - 1] == '/')
 		w->app_url[--n] = '\0';
 	w->jwt_secret = fl_strdup(o->jwt_secret);
+	w->app_local = o->app_local;
+	w->app_local_arg = o->app_local_arg;
 	if (o->engine_exe) {
 		w->engine_exe = fl_strdup(o->engine_exe);
 	} else {
@@ -615,12 +754,23 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	char host[64] = "localhost";
 	gethostname(host, sizeof host - 1);
 	snprintf(w->worker_name, sizeof w->worker_name, "%s:%d", host, (int)getpid());
+	const char *nc = getenv("FLOWD_BENCH_NO_CHECKPOINT");
+	w->no_checkpoint = nc && !strcmp(nc, "1");
+	if (w->no_checkpoint)
+		fl_warn("worker", "FLOWD_BENCH_NO_CHECKPOINT=1: steps are not checkpointed, a worker "
+			"that dies loses its runs' progress; this is for benchmarks only");
 	w->n_slots = cfg->worker_concurrency;
 	w->slots = fl_calloc((size_t)w->n_slots, sizeof *w->slots);
 	for (int i = 0; i < w->n_slots; i++) {
 		w->slots[i].w = w;
 		w->slots[i].index = i;
+		w->slots[i].netns_fd = -1;
 		pthread_mutex_init(&w->slots[i].lock, NULL);
+	}
+	int rc = setup_sandboxing(w, err);
+	if (rc) {
+		wk_worker_free(w);
+		return rc;
 	}
 	static const char *const names[] = { "EXECUTE_FLOW", NULL };
 	struct bq_worker_opts qo;
@@ -641,7 +791,7 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	qo.process = process;
 	qo.lock_lost = lock_lost;
 	qo.arg = w;
-	int rc = bq_worker_new(&qo, &w->queue, err);
+	rc = bq_worker_new(&qo, &w->queue, err);
 	if (rc) {
 		wk_worker_free(w);
 		return rc;
@@ -687,8 +837,15 @@ void wk_worker_free(struct wk_worker *w)
 	}
 	for (int i = 0; i < w->n_slots; i++) {
 		wk_proc_finish(&w->slots[i].engine, 1, NULL);
+		if (w->slots[i].netns_fd >= 0)
+			close(w->slots[i].netns_fd);
 		pthread_mutex_destroy(&w->slots[i].lock);
 	}
+	sb_zygote_free(w->zygote);
+	sb_root_free(w->root);
+	net_egress_free(w->egress);
+	net_policy_free(w->policy);
+	pthread_mutex_destroy(&w->zygote_lock);
 	fl_free(w->slots);
 	fl_free(w->app_url);
 	fl_free(w->jwt_secret);

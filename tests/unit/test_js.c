@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/time.h"
 #include "engine/js.h"
+#include "net/policy.h"
 #include "httpsrv.h"
 
 #include <stdio.h>
@@ -60,7 +61,7 @@ static struct result run_code(const char *code, const char *inputs_json,
 {
 	struct result r = { 0 };
 	fl_buf_init(&r.console);
-	json_t *inputs = json_loads(inputs_json ? inputs_json : "{}", JSON_DECODE_ANY, NULL);
+	json_t *inputs = json_loads(inputs_json ? inputs_json : "{}", JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 	json_t *out = NULL;
 	r.rc = js_run_code(rt, code, inputs, cctx, &out, &r.console, &r.err);
 	json_decref(inputs);
@@ -108,6 +109,9 @@ static void test_values(void **state)
 	assert_code("export const code = (inputs) => 'plain';", NULL, "\"plain\"");
 	assert_code("export const code = async () => {};", NULL, "undefined");
 	assert_code("export const code = async () => 0.1 + 0.2;", NULL, "0.30000000000000004");
+	/* strings survive the trip both ways: NUL, accents, astral characters */
+	assert_code("export const code = async (i) => [i.s, i.s.length, i.s.codePointAt(3)];",
+		    "{\"s\":\"a\\u0000\u00e9\U0001F600\"}", "[\"a\\u0000\u00e9\U0001F600\",5,128512]");
 	assert_code("export const code = async () => ({ d: new Date(0), u: undefined });", NULL,
 		    "{\"d\":\"1970-01-01T00:00:00.000Z\"}");
 	assert_code("const helper = (x) => x * 2;\nexport const code = async (i) => helper(i.n);",
@@ -137,11 +141,12 @@ static void test_timer_order(void **state)
 		    "  setTimeout(() => seen.push('b10bis'), 10);\n"
 		    "  setTimeout((x, y) => seen.push(x + y), 20, 'ar', 'gs');\n"
 		    "  Promise.resolve().then(() => seen.push('micro'));\n"
+		    "  queueMicrotask(() => seen.push('queued'));\n"
 		    "  seen.push('sync');\n"
 		    "  await new Promise((r) => setTimeout(r, 40));\n"
 		    "  return seen;\n"
 		    "};",
-		    NULL, "[\"sync\",\"micro\",\"a0\",\"b10\",\"b10bis\",\"args\",\"c30\"]");
+		    NULL, "[\"sync\",\"micro\",\"queued\",\"a0\",\"b10\",\"b10bis\",\"args\",\"c30\"]");
 }
 
 static void test_clear_timeout(void **state)
@@ -371,6 +376,37 @@ static void test_fetch(void **state)
 	json_decref(out);
 	result_release(&r);
 
+	/* bodies: bytes for arrayBuffer(), text read once */
+	char binary[128], text[128];
+	snprintf(binary, sizeof binary, "%s", httpsrv_url(srv, "/binary"));
+	snprintf(text, sizeof text, "%s", httpsrv_url(srv, "/text"));
+	snprintf(code, sizeof code,
+		 "export const code = async () => {\n"
+		 "  const b = new Uint8Array(await (await fetch('%s')).arrayBuffer());\n"
+		 "  const t = await fetch('%s');\n"
+		 "  const first = await t.text();\n"
+		 "  let again = 'no error';\n"
+		 "  try { await t.text(); } catch (e) { again = e.name; }\n"
+		 "  return [b.length, b[0], b[255], first, again, t.bodyUsed];\n"
+		 "};",
+		 binary, text);
+	r = run_code(code, NULL, NULL);
+	if (r.rc)
+		fail_msg("fetch bodies: %s", r.err.msg);
+	assert_string_equal(r.out, "[256,0,255,\"hello\",\"TypeError\",true]");
+	result_release(&r);
+
+	/* a request the code started and did not wait for still goes out */
+	httpsrv_reset(srv);
+	snprintf(code, sizeof code,
+		 "export const code = async () => { fetch('%s').then(() => { throw new Error('late'); });"
+		 " return 'sent'; };", echo);
+	r = run_code(code, NULL, NULL);
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(r.out, "\"sent\"");
+	assert_int_equal(httpsrv_hits(srv, "/echo"), 1);
+	result_release(&r);
+
 	/* a refused connection rejects with a TypeError the code can catch */
 	assert_code("export const code = async () => {\n"
 		    "  try { await fetch('http://127.0.0.1:1/'); return 'no'; }\n"
@@ -379,6 +415,34 @@ static void test_fetch(void **state)
 		    NULL, "\"TypeError true\"");
 	assert_code_fails("export const code = async () => fetch('file:///etc/passwd');", FL_EJS,
 			  "only http and https");
+}
+
+/* fetch is subject to the network policy: STRICT refuses the loopback test server. */
+static void test_fetch_policy(void **state)
+{
+	struct net_policy *strict = NULL;
+	assert_int_equal(net_policy_new(FL_NET_STRICT, NULL, &strict, NULL), 0);
+	struct js_runtime_opts opts = { .time_limit_ms = 1000, .policy = strict };
+	struct js_runtime *strict_rt = js_runtime_new(&opts);
+	char code[512];
+	snprintf(code, sizeof code,
+		 "export const code = async () => {\n"
+		 "  try { await fetch('%s'); return 'reached'; }\n"
+		 "  catch (e) { return e.name + ': ' + e.message; }\n"
+		 "};",
+		 httpsrv_url(srv, "/echo"));
+	httpsrv_reset(srv);
+	json_t *out = NULL;
+	struct fl_err err;
+	assert_int_equal(js_run_code(strict_rt, code, NULL, NULL, &out, NULL, &err), 0);
+	const char *msg = json_string_value(out);
+	assert_non_null(msg);
+	if (strncmp(msg, "TypeError: fetch failed", 23) != 0)
+		fail_msg("under STRICT: %s", msg);
+	assert_int_equal(httpsrv_hits(srv, "/echo"), 0);
+	json_decref(out);
+	js_runtime_free(strict_rt);
+	net_policy_free(strict);
 }
 
 static long rss_mb(void)
@@ -439,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_crypto),
 		cmocka_unit_test(test_fresh_globals),
 		cmocka_unit_test(test_fetch),
+		cmocka_unit_test(test_fetch_policy),
 		cmocka_unit_test(test_contexts_collected),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -5,11 +5,12 @@ type 400 (and no run), a wrong API key 401, a forged or expired engine token 401
 it the app still serves, and nothing was enqueued by the refused requests."""
 import os
 import socket
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (API_KEY, JWT_SECRET, Client, Harness, check, code_step, engine_token,  # noqa: E402
+from harness import (API_KEY, FLOWD, JWT_SECRET, Client, Harness, check, code_step, engine_token,  # noqa: E402
                      flow, log, main, return_response)
 
 
@@ -40,8 +41,14 @@ def raw_post(port, path, headers, parts):
 
 def test():
     with Harness("bad-input") as h:
-        app = h.flowd("serve", "serve", env={"AP_WORKER_CONCURRENCY": 2})
+        # The defaults of `make run`: a relative AP_CONFIG_PATH and the embedded redis-server.
+        app = h.flowd("serve", "serve", env={"AP_WORKER_CONCURRENCY": 2}, config_dir="./var")
         c = Client(app.port)
+        q = subprocess.run([FLOWD, "queue", "stats", "--json"], cwd=h.dir, env=app.env,
+                           capture_output=True, text=True, timeout=20)
+        check(q.returncode == 0 and "waiting" in q.stdout,
+              "flowd queue on the embedded Redis of AP_CONFIG_PATH=./var: %s %s", q.stdout,
+              q.stderr)
         echo = c.push_flow(flow("echo", code_step(
             "step_1", "export const code = async (i) => ({ok: true})",
             next_action=return_response("step_2", 200, {}, {"ok": True}))))
