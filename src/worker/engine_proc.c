@@ -278,6 +278,22 @@ int wk_proc_recv(struct wk_proc *p, int64_t deadline_ms, char **line)
 	}
 }
 
+int64_t wk_proc_peak_kb(const struct wk_proc *p)
+{
+	if (p->pid <= 0)
+		return -1;
+	if (p->sandboxed) {
+		int64_t bytes;
+		return sb_child_peak_memory(&p->child, &bytes) ? -1 : bytes / 1024;
+	}
+	return p->peak_rss_kb > 0 ? p->peak_rss_kb : -1;
+}
+
+void wk_proc_peak_reset(struct wk_proc *p)
+{
+	p->peak_rss_kb = p->pid > 0 && !p->sandboxed ? rss_kb(p->pid) : 0;
+}
+
 void wk_proc_kill(struct wk_proc *p)
 {
 	if (p->pid <= 0)
