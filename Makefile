@@ -28,5 +28,8 @@ bench:
 fuzz:
 	@scripts/run-fuzz.sh
 
+chaos:
+	@scripts/run-chaos.sh
+
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

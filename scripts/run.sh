@@ -36,17 +36,22 @@ fi
 
 key=${AP_API_KEY:-$(cat "$AP_CONFIG_PATH/api-key")}
 payload='{"name":"Ada","languages":["C","JavaScript"]}'
+env_note=
+# The CLI finds the app on AP_PORT (default 8080) and the key under AP_CONFIG_PATH (./var).
+[ "$port" = 8080 ] || env_note="  export AP_PORT=$port"$'\n'
+[ "$AP_CONFIG_PATH" = ./var ] || env_note+="  export AP_CONFIG_PATH=$AP_CONFIG_PATH"$'\n'
+[ -z "${AP_API_KEY:-}" ] || env_note+="  export AP_API_KEY=$key"$'\n'
 cat >&2 <<EOF
 
 flowd is serving on $base (app + worker; Redis and SQLite under $AP_CONFIG_PATH)
 API key: $key   (kept in $AP_CONFIG_PATH/api-key)
 
 Try it from another terminal, in $(pwd):
-
+$env_note
   # push the example flow with the CLI (it reads the key from $AP_CONFIG_PATH/api-key) ...
-  FLOW=\$(./build/flowd flows push examples/hello.json --json | grep -m1 -o '"id": *"[^"]*"' | cut -d'"' -f4)
+  FLOW=\$(./build/flowd flows push examples/hello.json | head -1 | cut -d' ' -f1)
   # ... or with curl
-  FLOW=\$(curl -s $base/v1/flows -H 'Authorization: Bearer $key' -H 'Content-Type: application/json' --data-binary @examples/hello.json | grep -m1 -o '"id": *"[^"]*"' | cut -d'"' -f4)
+  FLOW=\$(curl -s $base/v1/flows -H 'Authorization: Bearer $key' -H 'Content-Type: application/json' --data-binary @examples/hello.json | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
 
   # call its webhook and wait for the flow's reply
   curl -si $base/v1/webhooks/\$FLOW/sync -H 'Content-Type: application/json' -d '$payload'

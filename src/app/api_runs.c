@@ -40,6 +40,13 @@ static json_t *run_summary(const struct store_run *r)
 	return o;
 }
 
+/* Whether the step at path is the one at replayed or inside it (a loop replayed whole). */
+static int path_within(const char *path, const char *replayed)
+{
+	size_t n = strlen(replayed);
+	return !strncmp(path, replayed, n) && (path[n] == '\0' || path[n] == '[');
+}
+
 static void show_run(struct app *a, const char *id, struct app_response *resp)
 {
 	struct fl_err err = { 0 };
@@ -53,11 +60,17 @@ static void show_run(struct app *a, const char *id, struct app_response *resp)
 	size_t n_steps = 0;
 	struct store_attempt *att = NULL;
 	size_t n_att = 0;
+	struct store_replay *rep = NULL;
+	size_t n_rep = 0;
 	rc = store_steps_list(a->store, id, &steps, &n_steps, &err);
 	if (!rc)
 		rc = store_attempt_list(a->store, id, &att, &n_att, &err);
+	if (!rc)
+		rc = store_replay_list(a->store, id, &rep, &n_rep, &err);
 	if (rc) {
 		app_reply_fail(resp, rc, &err);
+		store_step_list_free(steps, n_steps);
+		store_attempt_list_free(att, n_att);
 		store_run_release(&run);
 		return;
 	}
@@ -81,14 +94,17 @@ static void show_run(struct app *a, const char *id, struct app_response *resp)
 	if (run.retries)
 		json_object_set_new(o, "retries", json_integer(run.retries));
 
-	/* Each step record says which attempt executed it; every later attempt that started after
-	 * it was persisted replayed it instead. */
+	/* Each step record says which attempt executed it, and which attempts replayed it instead,
+	 * as their engines reported (a loop replayed whole replays its iterations too). */
 	json_t *timeline = json_array();
 	for (size_t i = 0; i < n_steps; i++) {
 		json_t *replayed = json_array();
-		for (size_t j = 0; j < n_att; j++)
-			if (att[j].attempt > steps[i].attempt && att[j].started_at >= steps[i].updated_at)
-				json_array_append_new(replayed, json_integer(att[j].attempt));
+		int last = 0;
+		for (size_t j = 0; j < n_rep; j++)
+			if (rep[j].attempt != last && path_within(steps[i].path, rep[j].path)) {
+				last = rep[j].attempt;
+				json_array_append_new(replayed, json_integer(last));
+			}
 		json_array_append_new(
 			timeline, json_pack("{s:s, s:s, s:s?, s:s, s:I, s:i, s:o, s:o}", "path",
 					    steps[i].path, "name", steps[i].name, "type", steps[i].type,
@@ -104,19 +120,25 @@ static void show_run(struct app *a, const char *id, struct app_response *resp)
 		for (size_t i = 0; i < n_steps; i++)
 			if (steps[i].attempt == att[j].attempt)
 				json_array_append_new(executed, json_string(steps[i].path));
+		json_t *replayed = json_array();
+		for (size_t i = 0; i < n_rep; i++)
+			if (rep[i].attempt == att[j].attempt)
+				json_array_append_new(replayed, json_string(rep[i].path));
 		json_array_append_new(
 			attempts,
-			json_pack("{s:i, s:s?, s:s?, s:s?, s:o, s:o, s:s?, s:i, s:o}", "attempt",
+			json_pack("{s:i, s:s?, s:s?, s:s?, s:o, s:o, s:s?, s:i, s:o, s:o}", "attempt",
 				  att[j].attempt, "worker", att[j].worker, "jobId", att[j].job_id,
 				  "executionType", att[j].execution_type, "startTime",
 				  app_json_time(att[j].started_at), "finishTime",
 				  app_json_time(att[j].finished_at), "status", att[j].status,
-				  "replayedSteps", att[j].replayed, "executedSteps", executed));
+				  "replayedSteps", att[j].replayed, "executedSteps", executed,
+				  "replayedPaths", replayed));
 	}
 	json_object_set_new(o, "attemptHistory", attempts);
 	app_reply_json(resp, 200, o);
 	store_step_list_free(steps, n_steps);
 	store_attempt_list_free(att, n_att);
+	store_replay_list_free(rep, n_rep);
 	store_run_release(&run);
 }
 

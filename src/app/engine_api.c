@@ -192,6 +192,38 @@ static int put_records(struct app *a, const char *run_id, int attempt, const jso
 	return 0;
 }
 
+/* Records the paths the attempt replayed ("replayed": [path, ...], optional). */
+static int put_replayed(struct app *a, const char *run_id, int attempt, const json_t *list,
+			struct app_response *resp)
+{
+	if (!list || json_is_null(list))
+		return 0;
+	size_t n = json_array_size(list);
+	if (!json_is_array(list) || n > 1000000) {
+		app_reply_error(resp, 400, "replayed: expected an array of step paths");
+		return -1;
+	}
+	if (!n)
+		return 0;
+	const char **paths = fl_calloc(n, sizeof *paths);
+	for (size_t i = 0; i < n; i++) {
+		paths[i] = json_string_value(json_array_get(list, i));
+		if (!paths[i] || !*paths[i] || strlen(paths[i]) > 4096) {
+			app_reply_error(resp, 400, "replayed[%zu]: expected a step path", i);
+			fl_free(paths);
+			return -1;
+		}
+	}
+	struct fl_err err = { 0 };
+	int rc = store_attempt_replayed(a->store, run_id, attempt, paths, n, fl_now_ms(), &err);
+	fl_free(paths);
+	if (rc) {
+		reply_store_fail(a, run_id, resp, rc, &err);
+		return -1;
+	}
+	return 0;
+}
+
 static void steps_endpoint(struct app *a, const char *run_id, const json_t *body,
 			   struct app_response *resp)
 {
@@ -202,6 +234,8 @@ static void steps_endpoint(struct app *a, const char *run_id, const json_t *body
 		app_reply_error(resp, 400, "steps: expected an array of {\"path\",\"record\"}");
 		return;
 	}
+	if (put_replayed(a, run_id, attempt, json_object_get(body, "replayed"), resp))
+		return;
 	if (put_records(a, run_id, attempt, json_object_get(body, "steps"), resp))
 		return;
 	app_reply_json(resp, 200, json_pack("{s:b}", "ok", 1));
@@ -295,6 +329,8 @@ static void finish(struct app *a, const char *run_id, const json_t *body, int pa
 	    parse_pause(json_object_get(body, "waitpoint"), &pause, resp))
 		return;
 	/* Records the engine had not posted yet go first: the result must not lose them. */
+	if (put_replayed(a, run_id, attempt, json_object_get(body, "replayed"), resp))
+		return;
 	if (put_records(a, run_id, attempt, json_object_get(body, "records"), resp))
 		return;
 

@@ -51,7 +51,9 @@
  *      path), so a request that timed out may simply be retried.
  *      Request: {"attempt": n,
  *                "steps": [{"path": "loop_1[2].step_3",   eng_step_event.path
- *                           "record": {StepOutput}}, ...]} eng_step_event.record, as it is
+ *                           "record": {StepOutput}}, ...], eng_step_event.record, as it is
+ *                "replayed": ["step_1", ...]?}  paths of the steps this attempt reused instead
+ *                                     of running (eng_host.step_replayed) since its last post
  *      200: {"ok": true}.  409: this attempt was superseded: kill the engine, drop the job.
  *
  *   3. POST /v1/engine/runs/:runId/response   when a return_response step answers
@@ -72,6 +74,7 @@
  *                "waitpoint": {"id", "type": "WEBHOOK"|"DELAY", "stepPath",
  *                              "resumeAt": ms | ISO string}?     required with PAUSED
  *                "records": [{"path","record"}]?   steps not yet posted (committed first)
+ *                "replayed": [path, ...]?   replayed steps not yet posted, as for /steps
  *                "final": true|false?}       default true. false: this attempt failed but the
  *                                            BullMQ job will be retried (attempts left), so the
  *                                            run stays open: it goes back to QUEUED and the

@@ -1,6 +1,7 @@
 /* The app role: see service.h. Each step of the start says what failed. */
 #include "app/service.h"
 #include "app/app.h"
+#include "app/app_int.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -43,6 +44,19 @@ void app_service_stop(struct app_service *svc, int grace_ms)
 	bq_queue_free(svc->queue);
 	store_free(svc->store);
 	fl_free(svc);
+}
+
+void app_service_handle(struct app_service *svc, const struct app_request *req,
+			struct app_response *resp)
+{
+	app_handle(svc->app, req, resp);
+	if (resp->waiter) {
+		app_waiter_cancel(svc->app, resp->waiter);
+		resp->waiter = NULL;
+		app_response_release(resp);
+		memset(resp, 0, sizeof *resp);
+		app_reply_error(resp, 501, "a sync webhook needs an HTTP connection to wait on");
+	}
 }
 
 void app_service_set_metrics_hook(struct app_service *svc,

@@ -22,6 +22,15 @@ struct app_service;
  * no server thread takes them. Returns NULL with err set when a step fails; err names it. */
 struct app_service *app_service_start(const struct fl_config *cfg, const char *redis_url,
 				      struct fl_err *err);
+/* Handles one request in this process exactly as the HTTP layer would hand it to the app
+ * (app_handle, app.h). flowd serve's worker reaches the app this way, without a socket. A sync
+ * webhook (which needs a connection to wait on) is answered 501. resp is released with
+ * app_response_release. */
+struct app_request;
+struct app_response;
+void app_service_handle(struct app_service *svc, const struct app_request *req,
+			struct app_response *resp);
+
 /* See app_set_metrics_hook (app.h). */
 void app_service_set_metrics_hook(struct app_service *svc,
 				  void (*fn)(void *arg, struct fl_buf *out), void *arg);

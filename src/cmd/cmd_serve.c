@@ -2,6 +2,7 @@
  * one process tree (AP_CONTAINER_TYPE picks which), starting a private redis-server when
  * AP_REDIS_URL is unset; `worker` is the worker alone. Both stop gracefully on SIGTERM or SIGINT:
  * no new job is fetched, running jobs get the grace period, and the rest go back to the queue. */
+#include "app/app.h"
 #include "app/service.h"
 #include "cmd/cmd.h"
 #include "core/alloc.h"
@@ -53,6 +54,30 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct serve_opts 
 static void worker_metrics(void *arg, struct fl_buf *out)
 {
 	wk_worker_metrics(arg, out);
+}
+
+/* The worker's requests to the app in the same process: app_handle without a socket. The token
+ * is checked as it is over HTTP. */
+static int app_local_call(void *arg, const char *method, const char *target,
+			  const char *authorization, const char *body, size_t body_len, long *status,
+			  char **reply, size_t *reply_len)
+{
+	struct app_header headers[] = { { "Authorization", authorization },
+					{ "Content-Type", "application/json" } };
+	struct app_request req = { .method = method,
+				   .target = target,
+				   .headers = headers,
+				   .n_headers = body ? 2 : 1,
+				   .body = body,
+				   .body_len = body_len };
+	struct app_response resp;
+	app_service_handle(arg, &req, &resp);
+	*status = resp.status;
+	*reply = resp.body;
+	*reply_len = resp.body ? resp.body_len : 0;
+	resp.body = NULL;
+	app_response_release(&resp);
+	return 0;
 }
 
 static int run_roles(const char *cmd, struct fl_config *cfg, const struct serve_opts *o)
@@ -107,6 +132,10 @@ static int run_roles(const char *cmd, struct fl_config *cfg, const struct serve_
 			goto out;
 		}
 		struct wk_worker_opts wo = { .cfg = cfg, .redis_url = redis_url, .jwt_secret = secret };
+		if (app) {
+			wo.app_local = app_local_call;
+			wo.app_local_arg = app;
+		}
 		if (wk_worker_new(&wo, &worker, &err)) {
 			fprintf(stderr, "flowd %s: %s\n", cmd, err.msg);
 			goto out;

@@ -22,6 +22,8 @@
 #define DEFAULT_JS_LIMIT_MS 10000
 #define DEFAULT_FRONTEND "http://localhost:8080"
 #define RETRY_ATTEMPTS 4
+/* How the record of a step that crossed the log size limit starts its errorMessage. */
+#define LOG_LIMIT_MESSAGE "the run's steps exceed the log size limit"
 
 struct eng_engine {
 	struct js_runtime *js;
@@ -245,9 +247,7 @@ static int over_log_limit(struct run *r, const struct eng_step *s, json_t **rec,
 		return 0;
 	}
 	char msg[200];
-	snprintf(msg, sizeof msg,
-		 "the run's steps exceed the log size limit of %lld bytes "
-		 "(AP_MAX_FLOW_RUN_LOG_SIZE_MB)",
+	snprintf(msg, sizeof msg, LOG_LIMIT_MESSAGE " of %lld bytes (AP_MAX_FLOW_RUN_LOG_SIZE_MB)",
 		 (long long)r->log_limit);
 	int64_t dur = json_integer_value(json_object_get(*rec, "duration")) * 1000;
 	json_decref(*rec);
@@ -355,14 +355,46 @@ static int run_once(struct run *r, const struct eng_step *s, const struct pc_act
 	return action->run(ctx, input, output, err);
 }
 
+/* Tells the host that the record of s (at the current path) was reused. */
+static void report_replayed(struct run *r, const struct eng_step *s)
+{
+	if (r->host->step_replayed)
+		r->host->step_replayed(r->host->ctx, s, r->path.data);
+}
+
+/* A FAILED record found in replay: the step acted and failed before, and whatever it did then
+ * stands. Running it again would repeat its effects, so the failure is replayed instead: the
+ * flow goes on past a step that continues on failure, and ends FAILED (or LOG_SIZE_EXCEEDED, if
+ * that is why the record failed) otherwise. FROM_FAILED_STEP retries drop such records first,
+ * which is how a failed step gets another chance. */
+static enum walk replay_failure(struct run *r, const struct eng_step *s, json_t *level,
+				const json_t *replayed)
+{
+	json_object_set(level, s->name, (json_t *)replayed);
+	json_object_del(r->scope, s->name);
+	r->log_bytes += json_size(replayed) + (int64_t)strlen(s->name) + 4;
+	report_replayed(r, s);
+	if (s->continue_on_failure)
+		return WALK_ON;
+	const char *msg = json_string_value(json_object_get(replayed, "errorMessage"));
+	r->status = msg && !strncmp(msg, LOG_LIMIT_MESSAGE, strlen(LOG_LIMIT_MESSAGE))
+			    ? ENG_LOG_SIZE_EXCEEDED
+			    : ENG_FAILED;
+	set_failed_step(r, s, msg);
+	return WALK_STOP;
+}
+
 static enum walk run_action(struct run *r, const struct eng_step *s, json_t *level,
 			    const json_t *replayed)
 {
 	const char *rstatus = record_status(replayed);
+	if (replayed && !strcmp(rstatus, "FAILED"))
+		return replay_failure(r, s, level, replayed);
 	if (replayed && !strcmp(rstatus, "SUCCEEDED")) {
 		json_object_set(level, s->name, (json_t *)replayed);
 		scope_set(r, s->name, json_object_get(replayed, "output"));
 		r->log_bytes += json_size(replayed) + (int64_t)strlen(s->name) + 4;
+		report_replayed(r, s);
 		if (is_piece_action(s, "@activepieces/piece-approval", "create_approval_links"))
 			pc_waitpoint_id(r->run_id, r->path.data, r->approval_link_id);
 		if (is_piece_action(s, "@activepieces/piece-approval", "wait_for_approval"))
@@ -538,6 +570,7 @@ static enum walk run_loop(struct run *r, const struct eng_step *s, json_t *level
 		json_object_set(level, s->name, (json_t *)replayed);
 		scope_set(r, s->name, json_object_get(replayed, "output"));
 		r->log_bytes += json_size(replayed) + (int64_t)strlen(s->name) + 4;
+		report_replayed(r, s);
 		return WALK_ON;
 	}
 	if (r->host->step_started)
@@ -628,6 +661,7 @@ static enum walk run_router(struct run *r, const struct eng_step *s, json_t *lev
 		rec = json_incref((json_t *)replayed);
 		json_object_set(level, s->name, rec);
 		r->log_bytes += json_size(rec) + (int64_t)strlen(s->name) + 4;
+		report_replayed(r, s);
 	} else {
 		if (r->host->step_started)
 			r->host->step_started(r->host->ctx, s, r->path.data);
@@ -772,7 +806,9 @@ int eng_run(struct eng_engine *e, const struct eng_flow *flow, const struct eng_
 		json_object_set(steps, t->name, trec);
 		w = WALK_STOP;
 	}
-	if (!replayed_trigger && report(&r, t, trec, 0, 0) == WALK_STOP)
+	if (replayed_trigger)
+		report_replayed(&r, t);
+	else if (report(&r, t, trec, 0, 0) == WALK_STOP)
 		w = WALK_STOP;
 	path_pop(&r, old);
 	json_decref(trec);

@@ -44,6 +44,11 @@ struct eng_host {
 	void *ctx;
 	/* A step is about to run (not called for replayed steps). May be NULL. */
 	void (*step_started)(void *ctx, const struct eng_step *step, const char *path);
+	/* A step was not run because replay held its finished record, which was reused as it is
+	 * (a loop replayed whole is one call; a loop replayed per iteration calls for each body
+	 * step it reuses). This is what lets a run's record say which steps an attempt replayed
+	 * and which it executed. May be NULL. */
+	void (*step_replayed)(void *ctx, const struct eng_step *step, const char *path);
 	/* A step finished, or paused. When ev->effects is set the host makes the record durable
 	 * before it returns (the pipe host waits for the worker's acknowledgement). Returns 0 to go
 	 * on, or a negative code to end the run INTERNAL_ERROR (a lost lock, a dead app). Replayed
@@ -83,8 +88,11 @@ struct eng_run_opts {
 	const char *frontend_url;     /* base of resume URLs; NULL: http://localhost:8080 */
 	const json_t *trigger_output; /* the trigger step's output; NULL: {} */
 	/* The steps object of an earlier delivery of this run (the "steps" of §5.4). A step found
-	 * there as SUCCEEDED is not run again: its record and output are reused. A loop is replayed
-	 * per iteration. May be NULL. */
+	 * there finished (SUCCEEDED, or FAILED) is not run again: its record is reused, with its
+	 * output in scope for a SUCCEEDED step, and a FAILED one ends the run FAILED again unless the
+	 * step continues on failure. A loop is replayed per iteration, a router with the branches
+	 * it evaluated. A step found PAUSED is re-entered with resume, or paused again without it.
+	 * May be NULL. */
 	const json_t *replay;
 	/* Non-NULL when resuming: the payload {"body","headers","queryParams"} that re-enters the
 	 * step found PAUSED in replay ({} for a delay). */

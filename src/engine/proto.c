@@ -31,6 +31,7 @@ struct pipe_host {
 	FILE *in, *out;
 	const char *run_id;
 	int ack_all;
+	int ack_none;    /* flags.noCheckpoint: never wait for an ack (not durable) */
 	int broken;      /* out failed, or in broke the protocol: stop */
 	int bad_input;
 	char *line;
@@ -128,12 +129,20 @@ static void on_started(void *ctx, const struct eng_step *step, const char *path)
 				  "path", path));
 }
 
+static void on_replayed(void *ctx, const struct eng_step *step, const char *path)
+{
+	struct pipe_host *h = ctx;
+	if (!h->broken)
+		emit(h, json_pack("{s:s, s:s, s:s}", "type", "step_replayed", "name", step->name,
+				  "path", path));
+}
+
 static int on_finished(void *ctx, const struct eng_step_event *ev)
 {
 	struct pipe_host *h = ctx;
 	if (h->broken)
 		return FL_EIO;
-	int ack = ev->effects || h->ack_all;
+	int ack = (ev->effects || h->ack_all) && !h->ack_none;
 	json_t *m = json_pack("{s:s, s:s, s:s, s:O, s:O, s:b, s:b}", "type", "step_finished",
 			      "name", ev->step->name, "path", ev->path, "pathJson", ev->path_json,
 			      "record", ev->record, "effects", ev->effects, "ack", ack);
@@ -276,6 +285,7 @@ static void serve_run(struct pipe_host *h, struct engine_cache *cache, const jso
 	const json_t *limits = json_object_get(op, "limits");
 	const json_t *flags = json_object_get(op, "flags");
 	h->ack_all = json_is_true(json_object_get(flags, "ackAll"));
+	h->ack_none = json_is_true(json_object_get(flags, "noCheckpoint"));
 
 	struct fl_err err = { 0 };
 	struct eng_flow *flow = NULL;
@@ -304,6 +314,7 @@ static void serve_run(struct pipe_host *h, struct engine_cache *cache, const jso
 		struct eng_host host = {
 			.ctx = h,
 			.step_started = on_started,
+			.step_replayed = on_replayed,
 			.step_finished = on_finished,
 			.respond = on_respond,
 			.paused = on_paused,

@@ -24,10 +24,18 @@
  *                                      the policy of the http piece and fetch (DESIGN.md §7);
  *                                      absent: AP_NETWORK_MODE and AP_SSRF_ALLOW_LIST from the
  *                                      engine's environment, else UNRESTRICTED
- *    "flags":{"ackAll":bool}}          ackAll: wait for an ack after every step, not only after
+ *    "flags":{"ackAll":bool,           ackAll: wait for an ack after every step, not only after
  *                                      steps with effects
+ *             "noCheckpoint":bool}}    noCheckpoint: wait for no ack at all, so that nothing is
+ *                                      durable before the run ends; it exists only to measure
+ *                                      what the checkpoint barrier costs (bench/durability.sh)
  *
  * Events (engine → worker), in this order for one run:
+ *   {"type":"step_replayed","runId","name","path"}
+ *       the step was not run: its finished record in "steps" was reused as it is (a loop
+ *       replayed whole is one event; a loop replayed per iteration sends one per reused body
+ *       step); no ack. The worker reports these with its next checkpoint, so that the run's
+ *       record says which steps each attempt replayed and which it executed.
  *   {"type":"step_started","runId","name","path"}
  *   {"type":"step_finished","runId","name","path","pathJson":[…],"record":StepOutput,
  *    "effects":bool,"ack":bool,"console"?:"…"}

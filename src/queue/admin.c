@@ -179,11 +179,12 @@ int bq_queue_list(struct bq_queue *q, const char *state, int64_t offset, int64_t
 		  json_t **jobs, struct fl_err *err)
 {
 	*jobs = NULL;
-	if (!bq_state_valid(state))
+	/* The NULL test also tells GCC under -fsanitize that state is not NULL below. */
+	if (!state || !bq_state_valid(state))
 		return fl_err_set(err, FL_EINVAL,
 				  "unknown state '%s'; expected waiting, active, delayed, "
 				  "prioritized, completed, failed or paused",
-				  state);
+				  state ? state : "(none)");
 	if (offset < 0)
 		offset = 0;
 	if (limit <= 0)

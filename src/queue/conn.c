@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -274,8 +275,19 @@ static int setup_cmd(struct bq_conn *c, struct fl_err *err, const char *what, in
 	return 0;
 }
 
+/* Whether the server closed the connection while it sat idle (a Redis restart): nothing is
+ * owed to us between commands, so anything readable is the EOF or the reset. Sending over such
+ * a connection would fail a command that a fresh connection would run. */
+static bool conn_closed_by_server(const struct bq_conn *c)
+{
+	struct pollfd p = { .fd = c->ctx->fd, .events = POLLIN };
+	return c->ctx->fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
 int bq_conn_ensure(struct bq_conn *c, struct fl_err *err)
 {
+	if (c->ctx && conn_closed_by_server(c))
+		bq_conn_drop(c);
 	if (c->ctx)
 		return 0;
 	struct timeval tv = { .tv_sec = 5, .tv_usec = 0 };

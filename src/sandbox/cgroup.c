@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static atomic_uint cgroup_seq;
@@ -98,12 +100,17 @@ int sb__cgroup_create(const struct sb_host *host, const struct sb_limits *lim, p
 			rc = 0;
 		}
 	}
+	/* v1: the sandbox moves itself, one thread writing "0" to tasks, which the kernel does
+	 * without write-locking the threadgroup rwsem; moving it from outside through
+	 * cgroup.procs takes that lock and waits for an RCU grace period, milliseconds when other
+	 * namespaces are being torn down. v2 has no such door (its fast way is CLONE_INTO_CGROUP):
+	 * there the spawner moves it. */
 	char path[1024];
-	snprintf(path, sizeof path, "%s/cgroup.procs", cg->path);
+	knob = cg->version == 1 ? "tasks" : "cgroup.procs";
+	snprintf(path, sizeof path, "%s/%s", cg->path, knob);
 	cg->procs_fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (cg->procs_fd < 0) {
 		rc = -errno;
-		knob = "cgroup.procs";
 		goto fail;
 	}
 	cg->oom_kills_before = sb__cgroup_oom_kills(cg);
@@ -117,7 +124,7 @@ fail:
 
 int sb__cgroup_place(const struct sb_cgroup *cg, pid_t pid)
 {
-	if (cg->procs_fd < 0)
+	if (cg->procs_fd < 0 || cg->version == 1)
 		return 0;
 	char value[24];
 	int n = snprintf(value, sizeof value, "%d\n", (int)pid);
@@ -250,18 +257,41 @@ void sb__cgroup_forget(struct sb_cgroup *cg)
 
 SB_CHILD void sb__child_cgroup(struct sb_launch *l)
 {
-	/* The spawner creates our cgroup and moves us into it while we build our root; the
-	 * second byte says it is done. Nothing of the payload has run yet. */
+	/* The spawner creates our cgroup while we build our root, then sends a byte, with, on
+	 * cgroup v1, the cgroup's tasks file to move ourselves in. Nothing of the payload has run
+	 * yet. */
+	long r;
 	if (l->wait_cgroup) {
 		char go;
-		long n;
-		while ((n = sb_sys3(SYS_read, l->go_fd, &go, 1)) == -EINTR)
+		struct iovec iov = { .iov_base = &go, .iov_len = 1 };
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} cbuf;
+		struct msghdr mh;
+		memset(&mh, 0, sizeof mh);
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = sizeof cbuf.buf;
+		while ((r = sb_sys3(SYS_recvmsg, l->go_fd, &mh, MSG_CMSG_CLOEXEC)) == -EINTR)
 			;
-		if (n != 1)
+		if (r != 1)
 			sb__child_exit(126);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int))) {
+			int tasks;
+			memcpy(&tasks, CMSG_DATA(c), sizeof tasks);
+			r = sb_sys3(SYS_write, tasks, "0\n", 2);
+			sb_sys1(SYS_close, tasks);
+			if (r != 2)
+				sb__child_fail(l, SB_STEP_CGROUP, r < 0 ? (int)-r : EIO,
+					       "cannot move into the sandbox cgroup", NULL);
+		}
 	}
 	/* A cgroup namespace rooted at our own cgroup hides the host's hierarchy. */
-	long r = sb_sys1(SYS_unshare, CLONE_NEWCGROUP);
+	r = sb_sys1(SYS_unshare, CLONE_NEWCGROUP);
 	if (r)
 		sb__child_fail(l, SB_STEP_CGROUP, (int)-r, "cannot create the cgroup namespace", NULL);
 }

@@ -86,6 +86,8 @@ int sb_prestart(const struct sb_opts *opts, struct sb_pending **out, struct fl_e
 	struct sb_ctx *ctx;
 	rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, &job_fd, err);
 	close(report[1]);
+	if (req.parent_pidfd >= 0)
+		close(req.parent_pidfd);
 	if (rc && rc != SB__GONE) {
 		close(report[0]);
 		if (pidfd >= 0)

@@ -264,8 +264,8 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid, int *pidfd, struct sb_
 int sb__spawn_finish(const struct sb_opts *opts, struct sb_cgroup *cg, struct sb_ctx *ctx,
 		     pid_t pid, int pidfd, int report_fd, int gone, struct sb_child *child,
 		     struct fl_err *err);
-/* This process's pidfd, opened once (and again after a fork): the sandbox's check that its
- * parent is alive. */
+/* A new pidfd of this process (the caller closes it): the sandbox's check that its parent is
+ * alive. */
 int sb__self_pidfd(void);
 /* SIGKILLs, reaps and closes a child that failed during setup, so that no zombie is left. */
 void sb__reap(int pidfd);

@@ -291,26 +291,37 @@ static struct sb_ctx *ctx_new(void)
 	return m;
 }
 
-/* The pidfd of this process, for the child's check that its parent is alive. Kept: it is
- * close-on-exec, and reopened after a fork. */
+/* A pidfd of this process, for the child's check that its parent is alive. Opened per spawn
+ * (one system call): a kept one could be closed under us by code that closes fds it does not
+ * know, and its number reused. */
 int sb__self_pidfd(void)
 {
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	static int fd = -1;
-	static pid_t owner;
-	pthread_mutex_lock(&lock);
-	if (owner != getpid()) {
-		fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-		owner = getpid();
-	}
-	int r = fd;
-	pthread_mutex_unlock(&lock);
-	return r;
+	return (int)syscall(SYS_pidfd_open, getpid(), 0);
 }
 
-static int send_go(int fd)
+/* One byte, and with it fd when >= 0. */
+static int send_go(int fd, int with_fd)
 {
-	return send(fd, "g", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+	struct iovec iov = { .iov_base = "g", .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	if (with_fd >= 0) {
+		memset(&cbuf, 0, sizeof cbuf);
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = sizeof cbuf.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &with_fd, sizeof with_fd);
+	}
+	ssize_t n;
+	while ((n = sendmsg(fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	return n == 1 ? 0 : -errno;
 }
 
 int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, struct sb_cgroup *cg,
@@ -448,7 +459,7 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 	*pidfd_out = pidfd;
 	if ((rc = sb__write_id_maps(pid, l->uid, l->gid, host->root, err)))
 		fl_err_prefix(err, "sandbox step 'users' failed");
-	else if ((rc = send_go(go[1])))
+	else if ((rc = send_go(go[1], -1)))
 		fl_err_set(err, rc, "sandbox step 'spawn' failed: cannot release the child: %s", strerror(-rc));
 	/* The cgroup is made while the child builds its root; it waits for it before seccomp. */
 	if (!rc && host->cgroup) {
@@ -457,7 +468,8 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 		else if ((rc = sb__cgroup_place(cg, pid)))
 			fl_err_set(err, rc, "sandbox step 'cgroup' failed: cannot move the sandbox into '%s': %s",
 				   cg->path, strerror(-rc));
-		else if ((rc = send_go(go[1])) == -EPIPE || rc == -ECONNRESET)
+		else if ((rc = send_go(go[1], cg->version == 1 ? cg->procs_fd : -1)) == -EPIPE ||
+			 rc == -ECONNRESET)
 			/* It failed a step meanwhile: its report says which. */
 			rc = SB__GONE;
 		else if (rc)
@@ -617,6 +629,8 @@ int sb_spawn(const struct sb_opts *opts, char *const argv[], const int *fds, int
 	struct sb_ctx *ctx;
 	rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, NULL, err);
 	close(report[1]);
+	if (req.parent_pidfd >= 0)
+		close(req.parent_pidfd);
 	if (rc && rc != SB__GONE) {
 		close(report[0]);
 		if (pidfd >= 0)

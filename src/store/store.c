@@ -814,7 +814,8 @@ int store_attempt_list(struct store *s, const char *run_id, struct store_attempt
 	struct collect col = { NULL, 0, 0, sizeof(struct store_attempt), read_attempt };
 	int rc = query1(s,
 			"SELECT attempt, job_id, worker, execution_type, started_at, finished_at, "
-			"status, replayed FROM run_attempts WHERE run_id = ? ORDER BY attempt",
+			"status, (SELECT COUNT(*) FROM step_replays p WHERE p.run_id = a.run_id AND "
+			"p.attempt = a.attempt) FROM run_attempts a WHERE run_id = ? ORDER BY attempt",
 			P(T(run_id)), collect_row, &col, err);
 	if (rc) {
 		store_attempt_list_free(col.items, col.n);
@@ -987,6 +988,55 @@ static int check_attempt(struct store *s, struct store_conn *c, const char *run_
 		return fl_err_set(err, FL_ECONFLICT, "run '%s' is %s, not RUNNING", run_id,
 				  a.status);
 	return 0;
+}
+
+int store_attempt_replayed(struct store *s, const char *run_id, int attempt,
+			   const char *const *paths, size_t n, int64_t now, struct fl_err *err)
+{
+	if (!n)
+		return 0;
+	struct store_conn *c;
+	int rc = tx_begin(s, &c, err);
+	if (rc)
+		return rc;
+	rc = check_attempt(s, c, run_id, attempt, err);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = s->drv->exec(c,
+				  "INSERT INTO step_replays (run_id, attempt, path) VALUES (?, ?, ?) "
+				  "ON CONFLICT DO NOTHING",
+				  P(T(run_id), I(attempt), T(paths[i])), NULL, err);
+	return tx_end(s, c, rc, err);
+}
+
+static void read_replay(void *item, const struct store_row *r)
+{
+	struct store_replay *p = item;
+	p->attempt = (int)num(r->col[0]);
+	p->path = dup(r->col[1]);
+}
+
+void store_replay_list_free(struct store_replay *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fl_free(r[i].path);
+	fl_free(r);
+}
+
+int store_replay_list(struct store *s, const char *run_id, struct store_replay **out, size_t *n,
+		      struct fl_err *err)
+{
+	struct collect col = { NULL, 0, 0, sizeof(struct store_replay), read_replay };
+	int rc = query1(s,
+			"SELECT attempt, path FROM step_replays WHERE run_id = ? ORDER BY attempt, path",
+			P(T(run_id)), collect_row, &col, err);
+	if (rc) {
+		store_replay_list_free(col.items, col.n);
+		col.items = NULL;
+		col.n = 0;
+	}
+	*out = col.items;
+	*n = col.n;
+	return rc;
 }
 
 /* ---- steps ---- */

@@ -195,11 +195,27 @@ struct store_attempt {
 	int64_t finished_at;
 	char *status;      /* the run status the attempt ended with, "ABANDONED" when a later
 			    * attempt took over, NULL while it runs */
-	int replayed;      /* steps handed to the attempt for replay */
+	int replayed;      /* steps the attempt replayed (store_attempt_replayed) */
 };
 void store_attempt_list_free(struct store_attempt *a, size_t n);
 int store_attempt_list(struct store *s, const char *run_id, struct store_attempt **out, size_t *n,
 		       struct fl_err *err);
+
+/* Records that attempt reused the finished records of the steps at paths instead of running
+ * them (the engine's step_replayed events), for the run's record. Guarded like
+ * store_steps_put: FL_ECONFLICT when attempt is not the current, running one. Recording a path
+ * again is harmless. */
+int store_attempt_replayed(struct store *s, const char *run_id, int attempt,
+			   const char *const *paths, size_t n, int64_t now, struct fl_err *err);
+
+struct store_replay {
+	int attempt;
+	char *path;
+};
+/* Every (attempt, path) store_attempt_replayed recorded for the run, by attempt. */
+int store_replay_list(struct store *s, const char *run_id, struct store_replay **out, size_t *n,
+		      struct fl_err *err);
+void store_replay_list_free(struct store_replay *r, size_t n);
 
 /* ---- step records: one per step path, the unit of checkpoint and replay ---- */
 

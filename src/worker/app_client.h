@@ -13,12 +13,23 @@ struct fl_err;
  * Returns non-zero to stop. */
 typedef int (*wk_give_up_fn)(void *arg);
 
+/* An app in the same process (flowd serve), reached without a socket: handles method target
+ * (path and query) with the given Authorization header value and JSON body (NULL: none), as the
+ * app would over HTTP. Returns 0 with *status and *reply (a heap string of *reply_len bytes,
+ * released with free(), or NULL), or a negative code, which is retried like a failed
+ * connection. */
+typedef int (*wk_app_local_fn)(void *arg, const char *method, const char *target,
+			       const char *authorization, const char *body, size_t body_len,
+			       long *status, char **reply, size_t *reply_len);
+
 struct wk_call {
 	const char *base_url;   /* AP_APP_URL */
 	const char *token;      /* the run's bearer token */
 	wk_give_up_fn give_up;  /* may be NULL */
 	void *give_up_arg;
 	int64_t deadline_ms;    /* monotonic ms after which retries stop; 0: none */
+	wk_app_local_fn local; /* set: the app is in this process, base_url is unused */
+	void *local_arg;
 };
 
 /* Sends method path (with query) and body (NULL: none) as JSON. Retries connection failures and

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -24,7 +25,7 @@
 static void proc_init(struct wk_proc *p, int64_t memory_limit_kb)
 {
 	memset(p, 0, sizeof *p);
-	p->to_engine = p->from_engine = p->engine_log = -1;
+	p->to_engine = p->from_engine = p->engine_log = p->statm_fd = -1;
 	p->memory_limit_kb = memory_limit_kb;
 	fl_buf_init(&p->out);
 	fl_buf_init(&p->log);
@@ -189,30 +190,39 @@ static void drain_log(struct wk_proc *p, int flush)
 		p->log.data[rest] = '\0';
 }
 
-static int64_t rss_kb(pid_t pid)
+/* The engine's resident KiB from /proc/<pid>/statm ("size resident ..." in pages), read through
+ * a descriptor kept open: the watch runs often, an open per look would cost more than it. */
+static int64_t rss_kb(struct wk_proc *p)
 {
-	char path[64], buf[128];
-	snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
+	char buf[128];
+	if (p->statm_fd < 0) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/statm", (int)p->pid);
+		p->statm_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (p->statm_fd < 0)
+			return -1;
+	}
+	ssize_t n = pread(p->statm_fd, buf, sizeof buf - 1, 0);
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
-	long long size, resident;
-	if (sscanf(buf, "%lld %lld", &size, &resident) != 2)
-		return -1;
+	char *end;
+	strtoll(buf, &end, 10);
+	long long resident = strtoll(end, NULL, 10);
 	return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-/* Plain engines have no cgroup: their resident memory is watched instead. */
+/* Plain engines have no cgroup: their resident memory is watched instead, every
+ * MEMORY_WATCH_MS while we wait for them (not on every line they write). */
 static int memory_watch(struct wk_proc *p)
 {
 	if (p->sandboxed || !p->memory_limit_kb || p->killed_for_memory)
 		return 0;
-	int64_t kb = rss_kb(p->pid);
+	int64_t now = fl_mono_ms();
+	if (now < p->next_watch_ms)
+		return 0;
+	p->next_watch_ms = now + MEMORY_WATCH_MS;
+	int64_t kb = rss_kb(p);
 	if (kb > p->peak_rss_kb)
 		p->peak_rss_kb = kb;
 	if (kb > p->memory_limit_kb) {
@@ -291,7 +301,7 @@ int64_t wk_proc_peak_kb(const struct wk_proc *p)
 
 void wk_proc_peak_reset(struct wk_proc *p)
 {
-	p->peak_rss_kb = p->pid > 0 && !p->sandboxed ? rss_kb(p->pid) : 0;
+	p->peak_rss_kb = p->pid > 0 && !p->sandboxed ? rss_kb(p) : 0;
 }
 
 void wk_proc_kill(struct wk_proc *p)
@@ -346,6 +356,7 @@ void wk_proc_finish(struct wk_proc *p, int kill_first, struct wk_exit *ex)
 	close_fd(&p->to_engine);
 	close_fd(&p->from_engine);
 	close_fd(&p->engine_log);
+	close_fd(&p->statm_fd);
 	fl_buf_release(&p->out);
 	fl_buf_release(&p->log);
 	p->pid = 0;

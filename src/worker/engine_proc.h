@@ -25,6 +25,8 @@ struct wk_proc {
 	int sandboxed;
 	struct sb_child child; /* when sandboxed */
 	int64_t peak_rss_kb;
+	int statm_fd;          /* /proc/<pid>/statm, kept open for the memory watch; -1: none */
+	int64_t next_watch_ms; /* monotonic: when the memory watch looks next */
 	struct fl_buf out;     /* bytes of stdout not yet returned as lines */
 	struct fl_buf log;     /* bytes of stderr not yet logged */
 	char run_id[64];       /* for log lines; may be empty */

@@ -30,6 +30,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -93,6 +94,8 @@ struct wk_worker {
 	char *app_url;
 	char *jwt_secret;
 	char *engine_exe;
+	wk_app_local_fn app_local;
+	void *app_local_arg;
 	char worker_name[96];
 	struct bq_worker *queue;
 	/* Process-sandbox modes: what the host offers, what sandboxes see, the zygote that forks
@@ -107,6 +110,9 @@ struct wk_worker {
 	struct slot *slots;
 	int n_slots;
 	atomic_int stopping;        /* hard stop: abandon retries to the app */
+	/* FLOWD_BENCH_NO_CHECKPOINT=1: engines wait for no checkpoint, so nothing is durable
+	 * before a run ends. Only bench/durability.sh sets it, to measure what durability costs. */
+	int no_checkpoint;
 	/* metrics */
 	atomic_int engines_running;
 	atomic_int engines_peak;
@@ -157,6 +163,7 @@ struct job_run {
 	json_int_t attempt;
 	char path[128];
 	json_t *pending;  /* [{path, record}] not yet posted */
+	json_t *replayed; /* [path] the engine reused and that were not posted yet */
 	json_t *waitpoint;
 	json_t *running;  /* paths of the steps started and not finished, innermost last */
 	const json_t *flow_version; /* borrowed from the start context */
@@ -345,9 +352,12 @@ static long flush_steps(struct job_run *r, struct fl_err *err)
 	if (!json_array_size(r->pending))
 		return 0;
 	json_t *body = json_pack("{sIsO}", "attempt", r->attempt, "steps", r->pending);
+	if (json_array_size(r->replayed))
+		json_object_set(body, "replayed", r->replayed);
 	long st = post(r, "steps", body, NULL, err);
 	if (st >= 200 && st < 300) {
 		json_array_clear(r->pending);
+		json_array_clear(r->replayed);
 		return 0;
 	}
 	return st;
@@ -366,6 +376,8 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 	json_object_set_new(result_take, "attempt", json_integer(r->attempt));
 	if (json_array_size(r->pending))
 		json_object_set(result_take, "records", r->pending);
+	if (json_array_size(r->replayed))
+		json_object_set(result_take, "replayed", r->replayed);
 	if (retryable)
 		json_object_set_new(result_take, "final", json_false());
 	if (r->waitpoint && !json_object_get(result_take, "waitpoint"))
@@ -514,6 +526,8 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	}
 	if (json_is_object(resume))
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
+	if (w->no_checkpoint)
+		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
 	wk_proc_peak_reset(&s->engine);
 	if (reply_engine(s, op)) {
 		drop_engine(s, 1, NULL);
@@ -578,6 +592,10 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 				}
 				reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
 			}
+		} else if (!strcmp(type, "step_replayed")) {
+			json_t *path = json_object_get(ev, "path");
+			if (json_is_string(path))
+				json_array_append(r->replayed, path);
 		} else if (!strcmp(type, "respond")) {
 			json_t *body = json_pack("{sIsO}", "attempt", r->attempt, "response",
 						 json_object_get(ev, "response"));
@@ -602,6 +620,29 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		}
 		json_decref(ev);
 	}
+}
+
+/* A stopping worker handed the job back to the queue and killed its engine: the attempt ends
+ * (the engine died, so INTERNAL_ERROR) and the run goes back to QUEUED, not RUNNING with nobody
+ * running it, until the next delivery replays it. Best effort, briefly: if the app does not
+ * answer, the next delivery's start supersedes the attempt anyway. */
+static void handed_back(struct job_run *r)
+{
+	struct wk_call call = r->call;
+	call.give_up = NULL;
+	call.deadline_ms = fl_mono_ms() + 2000;
+	json_t *body = json_pack("{s:s, s:I, s:b, s:O}", "status", "INTERNAL_ERROR", "attempt",
+				 (json_int_t)r->attempt, "final", 0, "records", r->pending);
+	char path[192];
+	snprintf(path, sizeof path, "/v1/engine/runs/%s/result", r->run_id);
+	long status = 0;
+	struct fl_err err;
+	if (wk_app_call(&call, "POST", path, body, &status, NULL, &err))
+		fl_warn("worker", "run '%s': could not tell the app it was handed back: %s",
+			r->run_id, err.msg);
+	json_decref(body);
+	fl_info("worker", "run '%s': handed back to the queue at stop; its next delivery replays it",
+		r->run_id);
 }
 
 static void process(void *arg, const struct bq_job *job, struct bq_result *result)
@@ -631,11 +672,13 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.job = job,
 		.run_id = run_id,
 		.pending = json_array(),
+		.replayed = json_array(),
 		.running = json_array(),
 		.engine_start_us = -1,
 		.first_step_us = -1,
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
+				   .local = w->app_local, .local_arg = w->app_local_arg,
 				   .give_up_arg = &r };
 	char delivery[256];
 	snprintf(delivery, sizeof delivery, "%s:%d", job->id, job->attempts_started);
@@ -666,6 +709,10 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		json_t *res = drive_engine(&r, ctx, deadline);
 		if (res) {
 			finish_run(&r, res, result);
+		} else if (atomic_load(&w->stopping)) {
+			result->outcome = BQ_FAILED;
+			result->failed_reason = fl_asprintf("worker stopped while running '%s'", run_id);
+			handed_back(&r);
 		} else {
 			result->outcome = BQ_FAILED;
 			result->failed_reason = fl_asprintf("lock lost while running '%s'", run_id);
@@ -678,6 +725,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 	}
 	json_decref(ctx);
 	json_decref(r.pending);
+	json_decref(r.replayed);
 	json_decref(r.running);
 	json_decref(r.waitpoint);
 	fl_free(token);
@@ -753,6 +801,8 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	while (n && w->app_url[n - 1] == '/')
 		w->app_url[--n] = '\0';
 	w->jwt_secret = fl_strdup(o->jwt_secret);
+	w->app_local = o->app_local;
+	w->app_local_arg = o->app_local_arg;
 	if (o->engine_exe) {
 		w->engine_exe = fl_strdup(o->engine_exe);
 	} else {
@@ -769,6 +819,11 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	char host[64] = "localhost";
 	gethostname(host, sizeof host - 1);
 	snprintf(w->worker_name, sizeof w->worker_name, "%s:%d", host, (int)getpid());
+	const char *nc = getenv("FLOWD_BENCH_NO_CHECKPOINT");
+	w->no_checkpoint = nc && !strcmp(nc, "1");
+	if (w->no_checkpoint)
+		fl_warn("worker", "FLOWD_BENCH_NO_CHECKPOINT=1: steps are not checkpointed, a worker "
+			"that dies loses its runs' progress; this is for benchmarks only");
 	w->n_slots = cfg->worker_concurrency;
 	w->slots = fl_calloc((size_t)w->n_slots, sizeof *w->slots);
 	for (int i = 0; i < w->n_slots; i++) {

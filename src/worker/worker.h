@@ -6,6 +6,8 @@
 #ifndef WK_WORKER_H
 #define WK_WORKER_H
 
+#include "worker/app_client.h"
+
 #include <stdint.h>
 
 struct fl_buf;
@@ -17,6 +19,9 @@ struct wk_worker_opts {
 	const char *redis_url;       /* AP_REDIS_URL, or the embedded server's */
 	const char *jwt_secret;      /* shared with the app */
 	const char *engine_exe;      /* the flowd binary to run as `flowd engine`; NULL: ours */
+	/* The app in the same process (flowd serve), reached without HTTP; NULL: AP_APP_URL. */
+	wk_app_local_fn app_local;
+	void *app_local_arg;
 };
 
 struct wk_worker;

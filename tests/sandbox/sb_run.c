@@ -246,8 +246,8 @@ int main(int argc, char **argv)
 			return die("wait", &err);
 		}
 		sb_child_release(&child);
-		/* Leaks are counted from after the first sandbox: the first spawn opens what every
-		 * later one shares (the spawner's own pidfd). */
+		/* Leaks are counted from after the first sandbox, which compiles the seccomp filter
+		 * and freezes the root. */
 		if (r == 0) {
 			fds_before = count_dir("/proc/self/fd");
 			cgroups_before = host.cgroup ? count_dir(cgdir) : 0;

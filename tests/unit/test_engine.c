@@ -140,6 +140,7 @@ struct rec_host {
 	json_t *waitpoints;
 	json_t *store;
 	json_t *sleeps;    /* ms asked of sleep_ms */
+	json_t *replayed;  /* paths the walker reused instead of running */
 	int fail_at;       /* step_finished fails on this event number (1-based); 0: never */
 	int fake_sleep;
 };
@@ -162,6 +163,11 @@ static int rh_finished(void *ctx, const struct eng_step_event *ev)
 	if (rh.fail_at && (int)json_array_size(rh.events) == rh.fail_at)
 		return FL_ECONFLICT;
 	return 0;
+}
+
+static void rh_replayed(void *ctx, const struct eng_step *step, const char *path)
+{
+	json_array_append_new(rh.replayed, json_string(path));
 }
 
 static void rh_respond(void *ctx, const json_t *response)
@@ -203,6 +209,7 @@ static void rh_sleep(void *ctx, int64_t ms)
 
 static const struct eng_host host = {
 	.step_finished = rh_finished,
+	.step_replayed = rh_replayed,
 	.respond = rh_respond,
 	.paused = rh_paused,
 	.store_get = rh_get,
@@ -218,6 +225,8 @@ static void rh_reset(void)
 	json_decref(rh.responses);
 	json_decref(rh.waitpoints);
 	json_decref(rh.sleeps);
+	json_decref(rh.replayed);
+	rh.replayed = json_array();
 	rh.events = json_array();
 	rh.merged = json_object();
 	rh.responses = json_array();
@@ -870,8 +879,10 @@ static void test_replay(void **state)
 	assert_int_equal(st, ENG_SUCCEEDED);
 	assert_int_equal(httpsrv_hits(srv, "/echo"), 4);
 	assert_json(output(r, "m"), "{\"method\":\"GET\"}");
-	/* Only the trigger… no: nothing is reported again, not even the trigger. */
+	/* Nothing is reported as finished again, not even the trigger: every step says it was
+	 * replayed instead, the loop as a whole. */
 	assert_int_equal(json_array_size(rh.events), 0);
+	assert_json(rh.replayed, "[\"trigger\",\"h\",\"l\",\"m\"]");
 	json_decref(r);
 
 	/* A crash in the middle of the loop: h and the first two iterations were persisted. */
@@ -887,9 +898,59 @@ static void test_replay(void **state)
 	assert_int_equal(json_array_size(json_object_get(output(r, "l"), "iterations")), 3);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(rh.events, 0), "path")),
 			    "l[3].hl");
+	/* The loop replays per iteration: its first two body steps are reused, the loop runs. */
+	assert_json(rh.replayed, "[\"trigger\",\"h\",\"l[1].hl\",\"l[2].hl\"]");
 	json_decref(r);
 	json_decref(partial);
 	json_decref(steps);
+}
+
+/* A persisted FAILED record is a finished step too: a redelivery replays the failure instead
+ * of acting again, going on past a step that continues on failure and failing otherwise. */
+static void test_replay_failure(void **state)
+{
+	httpsrv_reset(srv);
+	char input[256];
+	snprintf(input, sizeof input, "{\"url\":\"%s\"}", httpsrv_url(srv, "/status/500"));
+	json_t *flow = chain(error_handling(piece("h", "http", "send_request", input), 1, 0),
+			     mapper("m", "{\"after\":\"{{h}}\"}"), NULL);
+	enum eng_status st;
+	json_t *r = run(json_deep_copy(flow), &st);
+	assert_int_equal(st, ENG_SUCCEEDED);
+	assert_string_equal(step_status(r, "h"), "FAILED");
+	assert_int_equal(httpsrv_hits(srv, "/status/500"), 1);
+	json_t *steps = json_deep_copy(json_object_get(r, "steps"));
+	json_decref(r);
+	json_object_del(steps, "m");
+	struct opts o = { .replay = steps };
+	r = run_opts(flow, &o, &st);
+	assert_int_equal(st, ENG_SUCCEEDED);
+	assert_int_equal(httpsrv_hits(srv, "/status/500"), 1);
+	assert_string_equal(step_status(r, "h"), "FAILED");
+	/* The failed step's output is undefined to later steps, on replay as on the first run. */
+	assert_json(output(r, "m"), "{\"after\":\"\"}");
+	assert_json(rh.replayed, "[\"trigger\",\"h\"]");
+	json_decref(r);
+	json_decref(steps);
+
+	/* Without continueOnFailure the replayed failure ends the run again, with its message. */
+	flow = chain(piece("h", "http", "send_request", input), mapper("m", "{}"), NULL);
+	r = run(json_deep_copy(flow), &st);
+	assert_int_equal(st, ENG_FAILED);
+	assert_int_equal(httpsrv_hits(srv, "/status/500"), 2);
+	steps = json_deep_copy(json_object_get(r, "steps"));
+	json_t *failed = json_deep_copy(json_object_get(r, "failedStep"));
+	json_decref(r);
+	o.replay = steps;
+	r = run_opts(flow, &o, &st);
+	assert_int_equal(st, ENG_FAILED);
+	assert_int_equal(httpsrv_hits(srv, "/status/500"), 2);
+	assert_true(json_equal(json_object_get(r, "failedStep"), failed));
+	assert_null(step(r, "m"));
+	assert_int_equal(json_array_size(rh.events), 0);
+	json_decref(r);
+	json_decref(steps);
+	json_decref(failed);
 }
 
 static void test_log_size(void **state)
@@ -1042,6 +1103,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_approval),
 		cmocka_unit_test(test_retry_on_failure),
 		cmocka_unit_test(test_replay),
+		cmocka_unit_test(test_replay_failure),
 		cmocka_unit_test(test_log_size),
 		cmocka_unit_test(test_host_refuses),
 		cmocka_unit_test(test_deadline),

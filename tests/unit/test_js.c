@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/time.h"
 #include "engine/js.h"
+#include "net/policy.h"
 #include "httpsrv.h"
 
 #include <stdio.h>
@@ -416,6 +417,34 @@ static void test_fetch(void **state)
 			  "only http and https");
 }
 
+/* fetch is subject to the network policy: STRICT refuses the loopback test server. */
+static void test_fetch_policy(void **state)
+{
+	struct net_policy *strict = NULL;
+	assert_int_equal(net_policy_new(FL_NET_STRICT, NULL, &strict, NULL), 0);
+	struct js_runtime_opts opts = { .time_limit_ms = 1000, .policy = strict };
+	struct js_runtime *strict_rt = js_runtime_new(&opts);
+	char code[512];
+	snprintf(code, sizeof code,
+		 "export const code = async () => {\n"
+		 "  try { await fetch('%s'); return 'reached'; }\n"
+		 "  catch (e) { return e.name + ': ' + e.message; }\n"
+		 "};",
+		 httpsrv_url(srv, "/echo"));
+	httpsrv_reset(srv);
+	json_t *out = NULL;
+	struct fl_err err;
+	assert_int_equal(js_run_code(strict_rt, code, NULL, NULL, &out, NULL, &err), 0);
+	const char *msg = json_string_value(out);
+	assert_non_null(msg);
+	if (strncmp(msg, "TypeError: fetch failed", 23) != 0)
+		fail_msg("under STRICT: %s", msg);
+	assert_int_equal(httpsrv_hits(srv, "/echo"), 0);
+	json_decref(out);
+	js_runtime_free(strict_rt);
+	net_policy_free(strict);
+}
+
 static long rss_mb(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
@@ -474,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_crypto),
 		cmocka_unit_test(test_fresh_globals),
 		cmocka_unit_test(test_fetch),
+		cmocka_unit_test(test_fetch_policy),
 		cmocka_unit_test(test_contexts_collected),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

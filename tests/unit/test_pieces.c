@@ -737,12 +737,13 @@ static void test_store(void **state)
 	char input[400];
 	snprintf(input, sizeof input, "{\"key\":\"%s\"}", big);
 	assert_int_equal(run(pc_store_get, &c, input, &out, &err), FL_EINVAL);
-	char *huge = fl_malloc(600 * 1024);
-	int n = sprintf(huge, "{\"key\":\"h\",\"value\":\"");
-	memset(huge + n, 'y', 520 * 1024);
-	strcpy(huge + n + 520 * 1024, "\"}");
+	char *value = fl_malloc(520 * 1024 + 1);
+	memset(value, 'y', 520 * 1024);
+	value[520 * 1024] = '\0';
+	char *huge = fl_asprintf("{\"key\":\"h\",\"value\":\"%s\"}", value);
 	assert_int_equal(run(pc_store_put, &c, huge, &out, &err), FL_ELIMIT);
 	fl_free(huge);
+	fl_free(value);
 	assert_int_equal(run(pc_store_get, &c, "{\"key\":\"k\",\"store_scope\":\"GLOBAL\"}", &out,
 			     &err),
 			 FL_EINVAL);

@@ -286,6 +286,12 @@ static void test_run_lifecycle(void **state)
 	assert_int_equal(start(s, run_id, run_id, "d2", "BEGIN", &a2), 0);
 	assert_int_equal(a2, 2);
 	assert_int_equal(put_step(s, run_id, a1, "step_2", "SUCCEEDED"), FL_ECONFLICT);
+	/* Attempt 2 reused step_1: recorded for it, refused for the superseded attempt 1. */
+	const char *const replayed[] = { "trigger", "step_1" };
+	assert_int_equal(store_attempt_replayed(s, run_id, a1, replayed, 2, fl_now_ms(), E),
+			 FL_ECONFLICT);
+	OK(store_attempt_replayed(s, run_id, a2, replayed, 2, fl_now_ms(), E));
+	OK(store_attempt_replayed(s, run_id, a2, replayed + 1, 1, fl_now_ms(), E)); /* again */
 	int stored = 0;
 	assert_int_equal(store_run_respond(s, run_id, a1, "{\"status\":200}", fl_now_ms(), &stored,
 					   E),
@@ -333,8 +339,16 @@ static void test_run_lifecycle(void **state)
 	assert_string_equal(att[0].status, "ABANDONED");
 	assert_string_equal(att[0].worker, "w1");
 	assert_string_equal(att[1].status, "SUCCEEDED");
-	assert_int_equal(att[1].replayed, 1);
+	assert_int_equal(att[0].replayed, 0);
+	assert_int_equal(att[1].replayed, 2);
 	store_attempt_list_free(att, n);
+	struct store_replay *rep;
+	OK(store_replay_list(s, run_id, &rep, &n, E));
+	assert_int_equal(n, 2);
+	assert_int_equal(rep[0].attempt, 2);
+	assert_string_equal(rep[0].path, "step_1");
+	assert_string_equal(rep[1].path, "trigger");
+	store_replay_list_free(rep, n);
 
 	assert_int_equal(store_run_get(s, "nope", &run, E), FL_ENOTFOUND);
 }

@@ -378,8 +378,10 @@ def test_attempts_and_replay(c):
     assert st == 409 and body["status"] == "RUNNING", (st, body)
     st, body, _ = c.post(run_id, "result", {"attempt": 1, "status": "SUCCEEDED"})
     assert st == 409, (st, body)
+    # the worker reports what its engine replayed with its next checkpoint
     st, body, _ = c.post(run_id, "steps", {"attempt": 2, "steps": [
-        {"path": "step_2", "record": record(duration=7)}]})
+        {"path": "step_2", "record": record(duration=7)}],
+        "replayed": ["step_1", "loop_1[1].inner", "loop_1[2].inner"]})
     assert st == 200
     res = {"attempt": 2, "status": "SUCCEEDED", "steps": {"step_1": record(), "step_2": record()}}
     assert c.post(run_id, "result", res)[0] == 200
@@ -394,6 +396,8 @@ def test_attempts_and_replay(c):
     assert [x["worker"] for x in hist] == ["w-one", "w-two"], hist
     assert hist[0]["status"] == "ABANDONED" and hist[1]["status"] == "SUCCEEDED", hist
     assert hist[1]["replayedSteps"] == 3 and hist[1]["executedSteps"] == ["step_2"], hist
+    assert hist[0]["replayedPaths"] == [] and sorted(hist[1]["replayedPaths"]) == [
+        "loop_1[1].inner", "loop_1[2].inner", "step_1"], hist
     recs = {r["path"]: r for r in run["stepRecords"]}
     assert recs["step_1"]["executedInAttempt"] == 1 and recs["step_1"]["replayedInAttempts"] == [2]
     assert recs["step_2"]["executedInAttempt"] == 2 and recs["step_2"]["replayedInAttempts"] == []

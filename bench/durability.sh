@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# What durability costs: µs of checkpoint barrier per side-effecting step, the same flow of
+# cheap code steps run through flowd app + flowd worker on SQLite, durable (the engine waits for
+# each step to be committed by the app) against not durable (FLOWD_BENCH_NO_CHECKPOINT=1: no
+# wait, every record stored with the result), in the same run. bench/durability.py explains the
+# method. Exits non-zero past the 300 µs target.
+set -euo pipefail
+exec python3 "$(dirname "$0")/durability.py"
