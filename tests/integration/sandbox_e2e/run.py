@@ -49,7 +49,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "service"))
 from harness import (FLOWD, Client, Failure, Harness, check, code_step, flow, log,  # noqa: E402
-                     main, piece_step, sleep_code, wait_for)
+                     main, piece_step, wait_for)
 
 FINAL = ("SUCCEEDED", "FAILED", "TIMEOUT", "INTERNAL_ERROR", "MEMORY_LIMIT_EXCEEDED",
          "LOG_SIZE_EXCEEDED")
@@ -248,27 +248,46 @@ def sandbox_cgroups(cgroup_dir, owner):
 # ---- local servers ---------------------------------------------------------------------------
 
 class CountingServer:
-    """HTTP on one address; counts the connections that reach it; answers {"server": name}."""
+    """HTTP on one address; counts the connections that reach it; answers {"server": name}.
+    GET /hold/<id> answers only once the test releases id: a job whose code step calls it stays
+    running, engine and all, for as long as the test looks at it."""
 
     def __init__(self, name, host):
         self.name = name
         self.connections = 0
+        self.lock = threading.Lock()
+        self.waiting = set()
+        self.released = set()
+        self.cond = threading.Condition(self.lock)
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                if self.path.startswith("/hold/"):
+                    hold = self.path[len("/hold/"):]
+                    with outer.cond:
+                        outer.waiting.add(hold)
+                        outer.cond.notify_all()
+                        outer.cond.wait_for(lambda: hold in outer.released, 60)
+                        outer.waiting.discard(hold)
                 body = json.dumps({"server": outer.name}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # a killed engine's held request
 
             def log_message(self, *a):
                 pass
 
         class Srv(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass
 
             def get_request(self):
                 conn = super().get_request()
@@ -279,7 +298,20 @@ class CountingServer:
         self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.thread.start()
 
+    def wait_held(self, hold, timeout=20):
+        with self.cond:
+            if not self.cond.wait_for(lambda: hold in self.waiting, timeout):
+                raise Failure("the job holding on %r never called the server" % hold)
+
+    def release(self, hold):
+        with self.cond:
+            self.released.add(hold)
+            self.cond.notify_all()
+
     def stop(self):
+        with self.cond:
+            self.released.update(self.waiting)
+            self.cond.notify_all()
         self.srv.shutdown()
         self.srv.server_close()
 
@@ -332,8 +364,10 @@ class Service:
     creates itself (0700), with a generated API key and JWT secret in it, as an operator's
     first start leaves it. The worker also gets both secrets in its environment."""
 
-    def __init__(self, h, mode, net, concurrency, extra=None):
+    def __init__(self, h, mode, net, concurrency, extra=None, holder=None):
         self.h = h
+        self.holder = holder
+        self.holds = 0
         self.mode = mode
         self.net = net
         self.config_dir = h.path("var")  # not created here: flowd makes it 0700
@@ -414,8 +448,26 @@ class Service:
     def setup_flows(self):
         self.ok_flow = self.push("ok", code_step(
             "step_1", "export const code = async () => ({ fine: 1 })"))
-        self.sleep_flow = self.push("sleep", code_step(
-            "step_1", sleep_code(2500, "{ slept: 1 }")))
+        if self.holder:
+            self.hold_flow = self.push("hold", code_step(
+                "step_1", "export const code = async (inputs) => { const r = await fetch("
+                "'http://127.0.0.2:%d/hold/' + inputs.hold); return await r.json(); }"
+                % self.holder.port, {"hold": "{{trigger.body.hold}}"}))
+
+    def hold(self):
+        """Starts a run that stays in its code step until release(); returns (run id, hold)."""
+        self.holds += 1
+        hold = "h%d" % self.holds
+        run_id = self.start_run(self.hold_flow, {"hold": hold})
+        self.holder.wait_held(hold)
+        return run_id, hold
+
+    def release(self, run_id, hold, status="SUCCEEDED"):
+        self.holder.release(hold)
+        run = self.client.wait_run(run_id, FINAL, 20)
+        check(run["status"] == status, "held run %s: %s %s", run_id, run["status"],
+              run.get("failedStep"))
+        return run
 
 
 def step_error(run):
@@ -576,28 +628,30 @@ def check_engine_process(svc, pid, strict):
 
 def case_engine(svc, strict):
     known = set(svc.engines.engines())
-    run_id = svc.start_run(svc.push("inspected", code_step("step_1", sleep_code(6000))))
-    svc.client.wait_run(run_id, "RUNNING", 15)
+    run_id, hold = svc.hold()
     if svc.mode in PROCESS_MODES:
-        pid = svc.engines.wait_new(known)
+        pids = [svc.engines.wait_new(known)]
     else:
-        pid = svc.engines.wait_new(set())  # the slot's engine, reused across jobs
-    scanned, view = check_engine_process(svc, pid, svc.net == "STRICT")
-    for z in svc.engines.zygotes():
+        pids = svc.engines.engines()  # the slots' engines, reused across jobs: all of them
+    views = [check_engine_process(svc, pid, strict) for pid in pids]
+    zygotes = svc.engines.zygotes()
+    for z in zygotes:
         zenv = read("/proc/%d/environ" % z, "rb")
         check(zenv.strip(b"\0") == b"", "the zygote %d has an environment: %r", z, zenv[:200])
         found, _ = memory_holds(z, [v.encode() for v in svc.secrets.values()])
         check(not found, "the zygote %d holds %s in its memory", z, found)
         # Its stderr is the worker's, on purpose (the zygote's own messages).
         check_no_fd_of_theirs(svc, z, fd_targets(z), "the zygote", (2,))
-    run = svc.client.wait_run(run_id, FINAL, 15)
-    check(run["status"] == "SUCCEEDED", "the inspected run: %s", run["status"])
-    log("engine %d: environment %s, no secret in %.1f MB of its memory, no worker fd, "
-        "uid 65534, no capabilities, seccomp filter, no_new_privs%s", pid,
-        view["env"], scanned / 1e6,
-        ", %d namespaces of its own, /proc shows %s, no /etc/shadow or config dir in its root"
-        % (view["namespaces"], view["proc"]) if "proc" in view
-        else "; uid 65534 cannot open the files")
+    svc.release(run_id, hold)
+    for pid, (scanned, view) in zip(pids, views):
+        log("engine %d: environment %s, no secret in %.1f MB of its memory, no worker fd, "
+            "uid 65534, no capabilities, seccomp filter, no_new_privs%s", pid,
+            view["env"], scanned / 1e6,
+            ", %d namespaces of its own, /proc shows %s, no /etc/shadow or config dir in its "
+            "root" % (view["namespaces"], view["proc"]) if "proc" in view
+            else "; uid 65534 cannot open the files")
+    if zygotes:
+        log("zygote %s: empty environment, no secret in its memory, no worker fd", zygotes)
 
 
 def case_tmp(svc):
@@ -625,9 +679,9 @@ def case_tmp(svc):
         return
     # Two jobs at once: each engine's /tmp is its own.
     known = set(svc.engines.engines())
-    a = svc.start_run(svc.sleep_flow)
+    a, hold_a = svc.hold()
     pa = svc.engines.wait_new(known)
-    b = svc.start_run(svc.sleep_flow)
+    b, hold_b = svc.hold()
     pb = svc.engines.wait_new(known | {pa})
     marker = "left-by-job-a-%d" % pa
     write_in_sandbox(pa, "/tmp/" + marker, "job a's data")
@@ -637,18 +691,18 @@ def case_tmp(svc):
     check(not os.path.exists("/tmp/" + marker), "job a's /tmp file is in the host's /tmp")
     check(os.listdir("/proc/%d/root/tmp" % pb) == [], "job b's /tmp is not empty: %s",
           os.listdir("/proc/%d/root/tmp" % pb))
-    for run_id in (a, b):
-        check(svc.client.wait_run(run_id, FINAL, 15)["status"] == "SUCCEEDED", "tmp job failed")
+    svc.release(a, hold_a)
+    svc.release(b, hold_b)
     # The next jobs, in whichever slot, start with an empty /tmp.
     seen = set()
     for _ in range(3):
         known = set(svc.engines.engines())
-        c = svc.start_run(svc.sleep_flow)
+        c, hold_c = svc.hold()
         pc = svc.engines.wait_new(known)
         seen.add(pc)
         check(os.listdir("/proc/%d/root/tmp" % pc) == [],
               "the next job's /tmp holds %s", os.listdir("/proc/%d/root/tmp" % pc))
-        check(svc.client.wait_run(c, FINAL, 15)["status"] == "SUCCEEDED", "tmp job failed")
+        svc.release(c, hold_c)
     check(pa not in seen and pb not in seen, "an engine was reused across jobs")
     log("tmp: two jobs' /tmp apart while they run; a file left in one is in no later job's "
         "/tmp (3 next jobs, fresh engines %s)", sorted(seen))
@@ -777,7 +831,7 @@ def case_network(svc, one, two, udp):
         return
     # Raw sockets from inside the network namespace the worker made for a running job.
     known = set(svc.engines.engines())
-    run_id = svc.start_run(svc.sleep_flow)
+    run_id, hold = svc.hold()
     pid = svc.engines.wait_new(known)
     targets = [["tcp", "127.0.0.1", one.port], ["tcp", "127.0.0.2", two.port],
                ["tcp", "127.0.0.1", svc.app.port], ["udp", "127.0.0.2", udp.port],
@@ -798,7 +852,7 @@ def case_network(svc, one, two, udp):
     check(one.connections == c1 and two.connections == c2 and udp.count == u,
           "a raw socket reached a server: tcp %d->%d %d->%d udp %d->%d", c1, one.connections,
           c2, two.connections, u, udp.count)
-    check(svc.client.wait_run(run_id, FINAL, 15)["status"] == "SUCCEEDED", "netns job failed")
+    svc.release(run_id, hold)
     # The same job's flows still get out through the broker (checked above); its fd 3 is it.
     log("network STRICT: in the engine's own namespace (lo only) raw TCP/UDP to %d targets "
         "(127.0.0.1, 127.0.0.2, the app, %s) reach nothing: %s", len(results),
@@ -849,10 +903,9 @@ def case_leaks(svc, runs):
 
 def case_orphans(svc):
     known = set(svc.engines.engines())
-    run_id = svc.start_run(svc.push("long sleep", code_step("step_1", sleep_code(3000))))
-    svc.client.wait_run(run_id, "RUNNING", 15)
+    run_id, hold = svc.hold()
     if svc.mode in PROCESS_MODES:
-        wait_for(lambda: [p for p in svc.engines.engines() if p not in known], 15, "the engine")
+        svc.engines.wait_new(known)
     engines, zygotes = svc.engines.scan()
     procs = {p: start_time(p) for p in engines + zygotes}
     check(engines, "no engine to orphan")
@@ -867,6 +920,8 @@ def case_orphans(svc):
     log("orphans: worker %d SIGKILLed mid-run; its engines %s and zygote %s died with it", old,
         engines, zygotes)
     svc.restart_worker()
+    # The next worker runs the job again once its lock expires: let that delivery through.
+    svc.holder.release(hold)
     check(not sandbox_cgroups(cgroup_dir, old), "the dead worker's cgroups are still there: %s",
           sandbox_cgroups(cgroup_dir, old))
     run = svc.client.wait_run(run_id, FINAL, 30)
@@ -896,7 +951,8 @@ def test(args):
         two = CountingServer("two", "127.0.0.2")
         udp = UdpSink("127.0.0.2")
         try:
-            svc = Service(h, args.mode, args.net, 2, {"AP_SSRF_ALLOW_LIST": "127.0.0.2"})
+            svc = Service(h, args.mode, args.net, 2, {"AP_SSRF_ALLOW_LIST": "127.0.0.2"},
+                          holder=two)
             svc.setup_flows()
             log("%s/%s: app %d, worker %d (2 slots), config dir %s", args.mode, args.net,
                 svc.app.pid, svc.worker.pid, svc.config_dir)
