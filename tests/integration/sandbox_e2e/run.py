@@ -33,6 +33,7 @@ module's own: tests/sandbox/run.py (test_network) and tests/unit/test_egress.c
 usage: run.py --mode SANDBOX_PROCESS [--net STRICT] [--runs N] [--only CASE,...]
 """
 import argparse
+import ctypes
 import errno
 import http.server
 import json
@@ -551,16 +552,34 @@ def case_escape(svc):
         len(results))
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_KCMP, KCMP_FILE = 312, 0  # x86_64
+
+
+def same_open_file(pid1, fd1, pid2, fd2):
+    """Whether two fds are the same open file description (kcmp), as after an inheritance;
+    None when the kernel cannot tell."""
+    r = _libc.syscall(SYS_KCMP, pid1, pid2, KCMP_FILE, fd1, fd2)
+    return None if r < 0 else r == 0
+
+
 def check_no_fd_of_theirs(svc, pid, fds, what, skip):
-    """pid holds none of the worker's or the app's fds (their sockets, the store, a config
-    file): not every library opens fds close-on-exec."""
-    theirs = set(fd_targets(svc.worker.pid).values()) | set(fd_targets(svc.app.pid).values())
-    for fd, target in fds.items():
-        if fd in skip or target.startswith(("anon_inode:", "/dev/")):
-            continue  # anonymous inodes have no identity to compare; devices are no secret
-        check(target not in theirs, "%s %d fd %d is the worker's or app's %s", what, pid, fd,
-              target)
-        check(not target.startswith(svc.config_dir), "%s %d fd %d is %s", what, pid, fd, target)
+    """pid holds none of the worker's or the app's open files (their sockets, the store, a
+    config file): not every library opens fds close-on-exec."""
+    for owner, name in ((svc.worker.pid, "worker"), (svc.app.pid, "app")):
+        theirs = fd_targets(owner)
+        for fd, target in fds.items():
+            if fd in skip:
+                continue
+            check(not target.startswith(svc.config_dir), "%s %d fd %d is %s", what, pid, fd,
+                  target)
+            for ofd, otarget in theirs.items():
+                same = same_open_file(pid, fd, owner, ofd)
+                if same is None:  # no kcmp: compare what they point at
+                    same = target == otarget and not target.startswith(
+                        ("anon_inode:", "/dev/", "/proc/"))
+                check(not same, "%s %d fd %d is the %s's fd %d (%s)", what, pid, fd, name, ofd,
+                      target)
 
 
 def check_engine_process(svc, pid, strict):
