@@ -120,8 +120,8 @@ struct wk_worker {
 	atomic_ullong runs_by_status[8];
 	atomic_ullong jobs_rejected;
 	/* From asking for a new engine to its ready line, and from a job asking for its engine
-	 * to the first step starting (the VM created, the flow parsed): what a sandbox mode adds
-	 * to a job's path. */
+	 * to its first step finished (for a code step: JavaScriptCore's VM started if it was not,
+	 * a context made, the step evaluated): what a sandbox mode adds to a job's path. */
 	struct wk_hist engine_start;
 	struct wk_hist first_step;
 };
@@ -168,7 +168,7 @@ struct job_run {
 	json_t *running;  /* paths of the steps started and not finished, innermost last */
 	const json_t *flow_version; /* borrowed from the start context */
 	int64_t engine_start_us; /* this job started its engine: spawn to ready line; else -1 */
-	int64_t first_step_us;   /* job asked for an engine to first step_started; else -1 */
+	int64_t first_step_us;   /* job asked for an engine to its first step finished; else -1 */
 };
 
 static int give_up(void *arg)
@@ -410,7 +410,7 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 	if (r->engine_start_us >= 0)
 		json_object_set_new(fields, "engineStartUs", json_integer(r->engine_start_us));
 	if (r->first_step_us >= 0)
-		json_object_set_new(fields, "firstStepUs", json_integer(r->first_step_us));
+		json_object_set_new(fields, "firstStepDoneUs", json_integer(r->first_step_us));
 	fl_log_fields(FL_LOG_INFO, "worker", fields, "run finished");
 	json_decref(reply);
 }
@@ -571,12 +571,14 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 							       "its protocol");
 		}
 		if (!strcmp(type, "step_started")) {
-			if (r->first_step_us < 0) {
+			track_step(r, type, ev);
+		} else if (!strcmp(type, "step_finished")) {
+			/* The trigger's record comes without a start: the first step that ran is the
+			 * first that finishes with one. */
+			if (r->first_step_us < 0 && json_array_size(r->running)) {
 				r->first_step_us = fl_mono_us() - asked_us;
 				hist_add(&w->first_step, r->first_step_us);
 			}
-			track_step(r, type, ev);
-		} else if (!strcmp(type, "step_finished")) {
 			track_step(r, type, ev);
 			json_array_append_new(r->pending,
 					      json_pack("{sOsO}", "path", json_object_get(ev, "path"),
@@ -964,6 +966,6 @@ void wk_worker_metrics(struct wk_worker *w, struct fl_buf *out)
 	hist_print(out, "flowd_worker_engine_start_seconds",
 		   "From asking for a new engine to its ready line (the sandbox set up).",
 		   &w->engine_start);
-	hist_print(out, "flowd_worker_first_step_seconds",
-		   "From a job asking for its engine to its first step starting.", &w->first_step);
+	hist_print(out, "flowd_worker_first_step_done_seconds",
+		   "From a job asking for its engine to its first step finished.", &w->first_step);
 }

@@ -292,6 +292,22 @@ def alive(pid):
         return False
 
 
+def read_pid_file(path, deadline, n):
+    """The first n words of a pid file sb_run writes, once they are all there: the file exists
+    a moment before its content does."""
+    words = []
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                words = f.read().split()
+        except FileNotFoundError:
+            pass
+        if len(words) >= n:
+            return words
+        time.sleep(0.02)
+    raise RuntimeError("no pids in %s: %r" % (path, words))
+
+
 def test_orphans(tmp):
     killed = []
     for via in ([], ["--zygote", ZYGOTE], ["--zygote-entry", ZYGOTE, "--exec", ZYGOTE]):
@@ -300,10 +316,7 @@ def test_orphans(tmp):
         worker = subprocess.Popen([SB_RUN, "--pid-file", pid_file] + via + ["--"] + payload,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while not os.path.exists(pid_file) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with open(pid_file) as f:
-            sandbox_pid, zygote_pid = (int(x) for x in f.read().split())
+        sandbox_pid, zygote_pid = (int(x) for x in read_pid_file(pid_file, deadline, 2))
         check(alive(sandbox_pid), "orphans %s: the sandbox runs" % via)
         killed.append(worker.pid)
         os.kill(worker.pid, signal.SIGKILL)
@@ -321,10 +334,7 @@ def test_orphans(tmp):
         worker = subprocess.Popen([SB_RUN, "--prestart", "--hold-pending", "60", "--pid-file", pid_file] + via +
                                   ["--"] + payload, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while not os.path.exists(pid_file) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with open(pid_file) as f:
-            pending_pid = int(f.read().split()[0])
+        pending_pid = int(read_pid_file(pid_file, deadline, 1)[0])
         check(alive(pending_pid), "orphans pre-started %s: the sandbox waits" % via)
         killed.append(worker.pid)
         os.kill(worker.pid, signal.SIGKILL)
