@@ -37,7 +37,7 @@ static bool is_index_key(const char *k, unsigned long *value)
 }
 
 
-enum fast { FAST_VALUE, FAST_UNDEFINED, FAST_NO };
+enum fast { FAST_VALUE, FAST_UNDEFINED, FAST_LENGTH, FAST_NO };
 
 static bool is_ident_start(char c)
 {
@@ -95,18 +95,38 @@ static enum fast step_into(const json_t **cur, const char *key, bool numeric)
 			*cur = json_array_get(v, idx);
 			return FAST_VALUE;
 		}
-		(void)numeric;
-		return FAST_NO; /* length, methods: JavaScript knows */
+		if (!numeric && strcmp(key, "length") == 0)
+			return FAST_LENGTH;
+		return FAST_NO; /* methods and the like: JavaScript knows */
 	}
 	if (json_is_null(v))
 		return FAST_UNDEFINED; /* a TypeError in JavaScript: "" all the same */
-	return FAST_NO;         /* a property of a string, number or boolean */
+	if (json_is_string(v) && !numeric && strcmp(key, "length") == 0)
+		return FAST_LENGTH;
+	return FAST_NO; /* another property of a string, number or boolean */
+}
+
+/* .length as JavaScript counts it: array items, or UTF-16 code units of a string. */
+static json_int_t js_length(const json_t *v)
+{
+	if (json_is_array(v))
+		return (json_int_t)json_array_size(v);
+	const unsigned char *s = (const unsigned char *)json_string_value(v);
+	size_t n = json_string_length(v);
+	json_int_t units = 0;
+	for (size_t i = 0; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			units++;
+		if (s[i] >= 0xf0)
+			units++; /* a surrogate pair */
+	}
+	return units;
 }
 
 /* Resolves expr (already trimmed) if it is a plain path: an identifier followed by .name,
  * [digits] or ['key'] / ["key"] steps. */
 static enum fast fast_path(const json_t *scope, const char *p, const char *end,
-			   const json_t **out)
+			   const json_t **out, json_int_t *length)
 {
 	if (p == end || !is_ident_start(*p))
 		return FAST_NO;
@@ -177,6 +197,12 @@ static enum fast fast_path(const json_t *scope, const char *p, const char *end,
 		enum fast r = step_into(&cur, key, numeric);
 		if (r == FAST_NO)
 			return FAST_NO;
+		if (r == FAST_LENGTH) {
+			if (p != end)
+				return FAST_NO; /* items.length.toFixed... */
+			*length = js_length(cur);
+			return FAST_LENGTH;
+		}
 		if (r == FAST_UNDEFINED)
 			undefined = true;
 	}
@@ -217,8 +243,10 @@ static int eval_value(struct tmpl *t, const char *p, const char *end, json_t **o
 		return 0;
 	}
 	const json_t *v;
-	switch (fast_path(t->scope, p, end, &v)) {
+	json_int_t length;
+	switch (fast_path(t->scope, p, end, &v, &length)) {
 	case FAST_VALUE: *out = json_deep_copy(v); return 0;
+	case FAST_LENGTH: *out = json_integer(length); return 0;
 	case FAST_UNDEFINED: *out = json_string(""); return 0;
 	case FAST_NO: break;
 	}
@@ -245,7 +273,9 @@ static int eval_text(struct tmpl *t, const char *p, const char *end, struct fl_b
 	if (p == end)
 		return 0;
 	const json_t *v;
-	switch (fast_path(t->scope, p, end, &v)) {
+	json_int_t length;
+	switch (fast_path(t->scope, p, end, &v, &length)) {
+	case FAST_LENGTH: fl_buf_addf(out, "%" JSON_INTEGER_FORMAT, length); return 0;
 	case FAST_VALUE:
 		if (json_is_string(v))
 			fl_buf_add(out, json_string_value(v), json_string_length(v));

@@ -25,7 +25,7 @@ static json_t *scope;
 static const char scope_json[] =
 	"{\"trigger\":{\"items\":[5,\"a\"],\"price\":6.4,\"name\":\"Ada\",\"a b\":\"spaced\","
 	"\"body\":{\"users\":[{\"name\":\"u1\",\"tags\":[\"x\"]},{\"name\":\"u2\",\"tags\":[\"y\",\"z\"]}]},"
-	"\"nested\":{\"deep\":{\"er\":[null,{\"k\":true}]}},\"n\":null,\"int\":42,\"obj\":{\"b\":1,\"2\":2,\"a\":[1.5,\"q\\\"\"]}},"
+	"\"uni\":\"\u00e9\U0001F600x\",\"nested\":{\"deep\":{\"er\":[null,{\"k\":true}]}},\"n\":null,\"int\":42,\"obj\":{\"b\":1,\"2\":2,\"a\":[1.5,\"q\\\"\"]}},"
 	"\"step_1\":{\"body\":{\"items\":[{\"name\":\"first\"},{\"name\":\"second\"}]}},"
 	"\"loop\":{\"item\":{\"id\":7},\"index\":2}}";
 
@@ -195,6 +195,11 @@ static void test_fast_path_agrees(void **state)
 		"trigger.n.x",
 		"step_9.a.b",
 		"loop.item",
+		"trigger.items.length",
+		"trigger.name.length",
+		"trigger.body.users[1].tags.length",
+		"trigger.uni.length",
+		"trigger.items.length.x",
 	};
 	for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++) {
 		char native_v[256], js_v[256], native_t[256], js_t[256];

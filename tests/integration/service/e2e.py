@@ -12,8 +12,9 @@
   - a 60 s delayFor pauses the run with a delayed BullMQ job due in 60 s; the test moves that
     job's due time to now (the clock, not the logic) and the delayed job resumes the run.
 
-Schedules with two app replicas firing once per tick are covered by tests/integration/app
-(test_schedule_two_replicas), against real `flowd app` processes.
+Schedules with two app replicas firing once per tick are covered by the app's own suite
+(meson test app_service: tests/integration/app/run.py, test_schedule_two_replicas), against two
+real `flowd app` processes on one store.
 """
 import argparse
 import json

@@ -458,14 +458,17 @@ class Harness:
         os.chmod(base, 0o700)
         logp = os.path.join(base, "server.log")
 
+        self._register("pg %s %s" % (bindir, data))
+
         def run(argv):
-            r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=base,
-                               **kw)
-            if r.returncode:
-                raise Failure("%s failed: %s%s" % (argv[0], r.stdout[-2000:], r.stderr[-2000:]))
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, cwd=base, **kw)
+            self._register("pid %d" % p.pid)
+            out, _ = p.communicate(timeout=120)
+            if p.returncode:
+                raise Failure("%s failed: %s" % (argv[0], out[-3000:]))
         run([os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--auth=trust",
              "-E", "UTF8", "--no-sync", "--locale=C"])
-        self._register("pg %s %s" % (bindir, data))
         self.pg.append((bindir, data, kw))
         opts = ("-F -k %s -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
                 "-c full_page_writes=off -c max_connections=200" % base)
@@ -574,16 +577,22 @@ def _guard_main(directory):
                 os.kill(int(parts[1]), signal.SIGKILL)
             except OSError:
                 pass
-    for parts in lines:
-        if parts[0] == "pg" and os.path.exists(os.path.join(parts[2], "postmaster.pid")):
-            kw = {}
-            if os.getuid() == 0:
-                import pwd
-                pw = pwd.getpwnam("postgres")
-                kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-            subprocess.run([os.path.join(parts[1], "pg_ctl"), "-D", parts[2], "-m", "immediate",
-                            "-w", "stop"], capture_output=True, timeout=60, **kw)
+    # A postmaster that pg_ctl had just forked writes its pid file late: look twice.
+    for _ in range(2):
+        for parts in lines:
+            if parts[0] == "pg" and os.path.exists(os.path.join(parts[2], "postmaster.pid")):
+                kw = {}
+                if os.getuid() == 0:
+                    import pwd
+                    pw = pwd.getpwnam("postgres")
+                    kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+                subprocess.run([os.path.join(parts[1], "pg_ctl"), "-D", parts[2], "-m",
+                                "immediate", "-w", "stop"], capture_output=True, timeout=60,
+                               **kw)
+        time.sleep(1)
     if not os.environ.get("FLOWD_KEEP_TMP"):
+        shutil.rmtree(directory, ignore_errors=True)
+        time.sleep(1)  # anything that was still exiting may have written one last file
         shutil.rmtree(directory, ignore_errors=True)
 
 
