@@ -475,10 +475,22 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
 	if (w->no_checkpoint)
 		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
-	if (reply_engine(s, op)) {
+	if (reply_engine(s, json_incref(op))) {
+		/* A kept engine that died while idle (killed, out of memory between jobs) has
+		 * started nothing of this run: a fresh one takes the operation, so that the death
+		 * does not cost the job one of its attempts. */
 		drop_engine(s, 1, NULL);
-		return status_result(r, "INTERNAL_ERROR", "engine went away before the run started");
+		if (ensure_engine(r, &err) || reply_engine(s, json_incref(op))) {
+			json_decref(op);
+			drop_engine(s, 1, NULL);
+			return status_result(r, "INTERNAL_ERROR",
+					     "engine went away before the run started");
+		}
+		snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
+		fl_warn("worker", "run '%s': the slot's engine had died while idle; a fresh one runs it",
+			r->run_id);
 	}
+	json_decref(op);
 	for (;;) {
 		char *line = NULL;
 		int rc = wk_proc_recv(&s->engine, deadline, &line);
