@@ -39,6 +39,15 @@ struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts)
 					 ? opts->code_wall_limit_ms
 					 : DEFAULT_CODE_WALL_LIMIT_MS;
 	rt->policy = opts ? opts->policy : NULL;
+	return rt;
+}
+
+/* The VM is created on first use: loading JavaScriptCore's VM costs milliseconds and starts
+ * its threads, which a flow whose templates are all plain paths never needs. */
+void js_start(struct js_runtime *rt)
+{
+	if (rt->group)
+		return;
 	/* JavaScriptCore stops JIT code for the watchdog by default through a SIGSEGV handler of
 	 * its own, which breaks as soon as anything else installs one after it (ASan, a test
 	 * harness, a crash reporter): a stopped script then crashes the process. Polling traps
@@ -60,17 +69,18 @@ struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts)
 	def.getProperty = scope_get_property;
 	rt->scope_class = JSClassCreate(&def);
 	rt->code_class = js_code_class_create();
-	return rt;
 }
 
 void js_runtime_free(struct js_runtime *rt)
 {
 	if (!rt)
 		return;
-	js_code_runtime_release(rt);
-	JSClassRelease(rt->scope_class);
-	JSClassRelease(rt->code_class);
-	JSContextGroupRelease(rt->group);
+	if (rt->group) {
+		js_code_runtime_release(rt);
+		JSClassRelease(rt->scope_class);
+		JSClassRelease(rt->code_class);
+		JSContextGroupRelease(rt->group);
+	}
 	fl_free(rt);
 }
 
@@ -660,6 +670,7 @@ void js_session_free(struct js_session *s)
 static JSContextRef session_ctx(struct js_session *s)
 {
 	if (!s->ctx) {
+		js_start(s->rt);
 		s->ctx = JSGlobalContextCreateInGroup(s->rt->group, s->rt->scope_class);
 		JSObjectSetPrivate(JSContextGetGlobalObject(s->ctx), &s->g);
 	}

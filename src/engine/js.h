@@ -26,6 +26,8 @@ struct js_runtime_opts {
 
 struct js_runtime;
 
+/* Cheap: the JavaScriptCore VM (milliseconds to create, and threads) is started on the first
+ * evaluation or code step, so a flow that never needs JavaScript never pays for it. */
 struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts);
 void js_runtime_free(struct js_runtime *rt);
 

@@ -1074,6 +1074,7 @@ int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 	fl_buf_init(&run.failure);
 	run.g.rt = rt;
 	run.g.run = &run;
+	js_start(rt);
 	run.ctx = JSGlobalContextCreateInGroup(rt->group, rt->code_class);
 	JSObjectSetPrivate(JSContextGetGlobalObject(run.ctx), &run.g);
 	/* The context holds its unhandled-rejection callback as a GC root: a function of its own

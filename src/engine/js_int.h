@@ -58,6 +58,8 @@ struct js_global {
 	struct js_code_run *run;  /* set for code steps */
 };
 
+/* Creates the VM and the classes if that has not happened yet. */
+void js_start(struct js_runtime *rt);
 /* Runs before every top-level entry into the VM. */
 void js_enter(struct js_runtime *rt);
 /* After a top-level entry: if the watchdog stopped a script, clears what JavaScriptCore
