@@ -35,6 +35,8 @@ static json_t *run_summary(const struct store_run *r)
 		json_object_set_new(o, "failedStep", parse_or_null(r->failed_step));
 	if (r->retry_of)
 		json_object_set_new(o, "retryOf", json_string(r->retry_of));
+	if (r->peak_memory_kb > 0)
+		json_object_set_new(o, "peakMemoryKb", json_integer(r->peak_memory_kb));
 	return o;
 }
 

@@ -189,6 +189,9 @@ void app_client_print_run(FILE *f, const json_t *run)
 	if (json_is_integer(d))
 		fprintf(f, "  (%lld ms)", (long long)json_integer_value(d));
 	fputc('\n', f);
+	const json_t *peak = json_object_get(run, "peakMemoryKb");
+	if (json_is_integer(peak))
+		fprintf(f, "  engine peak memory %lld KiB\n", (long long)json_integer_value(peak));
 
 	const json_t *attempts = json_object_get(run, "attemptHistory");
 	size_t i;

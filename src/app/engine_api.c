@@ -350,9 +350,13 @@ static void finish(struct app *a, const char *run_id, const json_t *body, int pa
 		char *steps = dump(json_object_get(body, "steps"));
 		char *failed = dump(json_object_get(body, "failedStep"));
 		char *resp_text = dump(response);
+		const json_t *peak = json_object_get(body, "peakMemoryKb");
 		struct store_finish f = { .run_id = run_id, .attempt = attempt, .status = status,
 					  .steps = steps, .failed_step = failed,
 					  .response = resp_text,
+					  .peak_memory_kb = json_is_integer(peak)
+								    ? (int64_t)json_integer_value(peak)
+								    : 0,
 					  .pause = status == STORE_RUN_PAUSED ? &pause : NULL,
 					  .now = fl_now_ms() };
 		rc = store_run_finish_get(a->store, &f, &job, &after, &err);

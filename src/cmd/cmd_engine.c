@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 /* A zygote's sandbox starts here, in place of main: its environment and fds are the job's. */
 static int engine_entry(int argc, char **argv, void *arg)
@@ -39,6 +40,7 @@ int cmd_engine(int argc, char **argv)
 			argv[1]);
 		return 2;
 	}
+	pid_t worker = getppid();
 	struct fl_err err = { 0 };
 	if (fl_config_setup_logging(&err)) {
 		fprintf(stderr, "flowd engine: %s\n", err.msg);
@@ -60,6 +62,10 @@ int cmd_engine(int argc, char **argv)
 	/* A worker that goes away takes its engine with it; a closed pipe is then an error to
 	 * handle, not a signal. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Dropping root above cleared the death signal the worker set before exec: a worker that
+	 * died before it was set again would have left us running. */
+	if (getppid() != worker)
+		return 1;
 	signal(SIGPIPE, SIG_IGN);
 	return eng_proto_serve(stdin, stdout);
 }

@@ -616,12 +616,12 @@ void store_run_list_free(struct store_run *runs, size_t n)
 #define RUN_COLS                                                                             \
 	"id, flow_id, flow_version_id, status, synchronous, trigger_output, job_id, attempt, " \
 	"created_at, updated_at, start_time, finish_time, steps, failed_step, response, "     \
-	"waitpoint_id, resume_payload, retry_of, retries, requeues "
+	"waitpoint_id, resume_payload, retry_of, retries, requeues, peak_memory_kb "
 /* The same columns without the large JSON ones, for listings. */
 #define RUN_COLS_LIGHT                                                                     \
 	"id, flow_id, flow_version_id, status, synchronous, NULL, job_id, attempt, "        \
 	"created_at, updated_at, start_time, finish_time, NULL, failed_step, NULL, "        \
-	"waitpoint_id, NULL, retry_of, retries, requeues "
+	"waitpoint_id, NULL, retry_of, retries, requeues, peak_memory_kb "
 
 static void read_run(void *item, const struct store_row *r)
 {
@@ -647,6 +647,7 @@ static void read_run(void *item, const struct store_row *r)
 	run->retry_of = dup(r->col[17]);
 	run->retries = (int)num(r->col[18]);
 	run->requeues = (int)num(r->col[19]);
+	run->peak_memory_kb = num(r->col[20]);
 }
 
 static int get_run(struct store *s, struct store_conn *c, const char *run_id,
@@ -1334,10 +1335,11 @@ static int finish_locked(struct store *s, struct store_conn *c, const struct sto
 		rc = s->drv->exec(c,
 				  "UPDATE runs SET status = ?, finish_time = ?, updated_at = ?, "
 				  "steps = COALESCE(?, steps), failed_step = ?, "
-				  "response = COALESCE(response, ?), resume_payload = NULL "
-				  "WHERE id = ? AND status = 'RUNNING'",
+				  "response = COALESCE(response, ?), resume_payload = NULL, "
+				  "peak_memory_kb = ? WHERE id = ? AND status = 'RUNNING'",
 				  P(T(status), I(f->now), I(f->now), T(f->steps), T(f->failed_step),
-				    T(f->response), T(f->run_id)),
+				    T(f->response), store_v_int0(f->peak_memory_kb > 0 ? f->peak_memory_kb : 0),
+				    T(f->run_id)),
 				  NULL, err);
 		if (!rc)
 			rc = s->drv->exec(c,
@@ -1527,7 +1529,7 @@ int store_run_retry_from_failed(struct store *s, const char *run_id, int64_t now
 		rc = s->drv->exec(c,
 				  "UPDATE runs SET status = 'QUEUED', retries = retries + 1, job_id = ?, "
 				  "finish_time = NULL, failed_step = NULL, response = NULL, steps = NULL, "
-				  "waitpoint_id = NULL, resume_payload = NULL, "
+				  "waitpoint_id = NULL, resume_payload = NULL, peak_memory_kb = NULL, "
 				  "updated_at = ? WHERE id = ? AND status = ?",
 				  P(T(job->job_id), I(now), T(run_id),
 				    T(store_run_status_name(run.status))),

@@ -136,6 +136,7 @@ struct store_run {
 	char *retry_of;        /* for ON_LATEST_VERSION retries: the original run */
 	int retries;           /* FROM_FAILED_STEP retries of this run */
 	int requeues;          /* times the reaper re-enqueued a lost job */
+	int64_t peak_memory_kb; /* engine's peak memory in the attempt that ended the run; 0: unknown */
 };
 void store_run_release(struct store_run *r);
 void store_run_list_free(struct store_run *runs, size_t n);
@@ -265,6 +266,7 @@ struct store_finish {
 	const char *steps;            /* §5.4 steps JSON, or NULL */
 	const char *failed_step;      /* JSON or NULL */
 	const char *response;         /* JSON or NULL: kept only if none was stored yet */
+	int64_t peak_memory_kb;       /* the engine's peak memory as the worker saw it; 0: unknown */
 	const struct store_pause *pause; /* required with PAUSED */
 	int64_t now;
 };

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,6 +66,20 @@ static void adopt_pipes(struct wk_proc *p, int in[2], int out[2], int errp[2])
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* Closes every fd from first up; async-signal-safe, for a child between fork and exec. */
+static void close_fds_from(int first)
+{
+	if (syscall(SYS_close_range, (unsigned)first, ~0U, 0) == 0)
+		return;
+	/* Kernels before 5.9. */
+	struct rlimit rl;
+	long max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+			   ? (long)rl.rlim_cur
+			   : 65536;
+	for (long fd = first; fd < max; fd++)
+		close((int)fd);
+}
+
 int wk_proc_spawn(struct wk_proc *p, char *const argv[], char *const envp[],
 		  int64_t memory_limit_kb, struct fl_err *err)
 {
@@ -86,6 +102,10 @@ int wk_proc_spawn(struct wk_proc *p, char *const argv[], char *const envp[],
 			_exit(127);
 		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0)
 			_exit(127);
+		/* Not every library opens its fds close-on-exec (libcurl's connections to the app,
+		 * hiredis's to Redis): without this the engine would inherit live connections that
+		 * carry the worker's tokens, which no seccomp filter on socket() would stop. */
+		close_fds_from(3);
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -266,6 +286,22 @@ int wk_proc_recv(struct wk_proc *p, int64_t deadline_ms, char **line)
 				close_fd(&p->from_engine);
 		}
 	}
+}
+
+int64_t wk_proc_peak_kb(const struct wk_proc *p)
+{
+	if (p->pid <= 0)
+		return -1;
+	if (p->sandboxed) {
+		int64_t bytes;
+		return sb_child_peak_memory(&p->child, &bytes) ? -1 : bytes / 1024;
+	}
+	return p->peak_rss_kb > 0 ? p->peak_rss_kb : -1;
+}
+
+void wk_proc_peak_reset(struct wk_proc *p)
+{
+	p->peak_rss_kb = p->pid > 0 && !p->sandboxed ? rss_kb(p) : 0;
 }
 
 void wk_proc_kill(struct wk_proc *p)

@@ -59,6 +59,13 @@ int wk_proc_send(struct wk_proc *p, const char *line, size_t len);
  * stdout closed (it exited or crashed). */
 int wk_proc_recv(struct wk_proc *p, int64_t deadline_ms, char **line);
 
+/* The engine's peak memory in KiB, or -1 when unknown: for a sandbox, its cgroup's peak (the
+ * sandbox lives for one job); for a plain engine, the largest resident size sampled since the
+ * last wk_proc_peak_reset (the worker resets it when a job starts, since plain engines are
+ * reused). Sampling happens while wk_proc_recv waits, at least every 50 ms. */
+int64_t wk_proc_peak_kb(const struct wk_proc *p);
+void wk_proc_peak_reset(struct wk_proc *p);
+
 /* SIGKILLs the engine (and, when sandboxed, its whole sandbox). */
 void wk_proc_kill(struct wk_proc *p);
 

@@ -41,6 +41,45 @@
  * script is stopped by the worker's deadline (TIMEOUT) and not by the engine (a FAILED step). */
 #define JS_LIMIT_SLACK_MS 5000
 
+/* A Prometheus histogram of durations, in µs internally. */
+#define WK_HIST_BUCKETS 11
+static const int64_t hist_bounds_us[WK_HIST_BUCKETS] = { 500,   1000,  2000,   3000,   5000,  10000,
+							  25000, 50000, 100000, 250000, 1000000 };
+
+struct wk_hist {
+	atomic_ullong bucket[WK_HIST_BUCKETS + 1]; /* the last one: +Inf */
+	atomic_ullong sum_us;
+	atomic_ullong count;
+};
+
+static void hist_add(struct wk_hist *h, int64_t us)
+{
+	int i = 0;
+	while (i < WK_HIST_BUCKETS && us > hist_bounds_us[i])
+		i++;
+	atomic_fetch_add(&h->bucket[i], 1);
+	atomic_fetch_add(&h->sum_us, (unsigned long long)(us > 0 ? us : 0));
+	atomic_fetch_add(&h->count, 1);
+}
+
+static void hist_print(struct fl_buf *out, const char *name, const char *help,
+		       const struct wk_hist *h)
+{
+	fl_buf_addf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	unsigned long long cum = 0;
+	for (int i = 0; i <= WK_HIST_BUCKETS; i++) {
+		cum += atomic_load(&h->bucket[i]);
+		if (i < WK_HIST_BUCKETS)
+			fl_buf_addf(out, "%s_bucket{le=\"%g\"} %llu\n", name,
+				    (double)hist_bounds_us[i] / 1e6, cum);
+		else
+			fl_buf_addf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+	}
+	fl_buf_addf(out, "%s_sum %.6f\n%s_count %llu\n", name,
+		    (double)atomic_load(&h->sum_us) / 1e6, name,
+		    (unsigned long long)atomic_load(&h->count));
+}
+
 struct slot {
 	struct wk_worker *w;
 	int index;
@@ -80,6 +119,11 @@ struct wk_worker {
 	atomic_ullong engines_started;
 	atomic_ullong runs_by_status[8];
 	atomic_ullong jobs_rejected;
+	/* From asking for a new engine to its ready line, and from a job asking for its engine
+	 * to its first step finished (for a code step: JavaScriptCore's VM started if it was not,
+	 * a context made, the step evaluated): what a sandbox mode adds to a job's path. */
+	struct wk_hist engine_start;
+	struct wk_hist first_step;
 };
 
 static const char *const final_statuses[] = { "SUCCEEDED", "FAILED",  "PAUSED",
@@ -124,6 +168,8 @@ struct job_run {
 	json_t *waitpoint;
 	json_t *running;  /* paths of the steps started and not finished, innermost last */
 	const json_t *flow_version; /* borrowed from the start context */
+	int64_t engine_start_us; /* this job started its engine: spawn to ready line; else -1 */
+	int64_t first_step_us;   /* job asked for an engine to its first step finished; else -1 */
 };
 
 static int give_up(void *arg)
@@ -214,6 +260,7 @@ static int ensure_engine(struct job_run *r, struct fl_err *err)
 	struct wk_worker *w = s->w;
 	if (wk_proc_alive(&s->engine))
 		return 0;
+	int64_t t0 = fl_mono_us();
 	pthread_mutex_lock(&s->lock);
 	int rc = spawn_engine(s, err);
 	pthread_mutex_unlock(&s->lock);
@@ -234,6 +281,8 @@ static int ensure_engine(struct job_run *r, struct fl_err *err)
 		return fl_err_set(err, FL_EPROTO, "engine did not start (no ready line)");
 	}
 	json_decref(ready);
+	r->engine_start_us = fl_mono_us() - t0;
+	hist_add(&w->engine_start, r->engine_start_us);
 	return 0;
 }
 
@@ -357,10 +406,13 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 		out->returnvalue = json_pack("{ssss}", "runId", r->run_id, "status", status);
 	}
 	count_status(w, status);
-	fl_log_fields(FL_LOG_INFO, "worker",
-		      json_pack("{sssssIsi}", "runId", r->run_id, "status", status, "attempt",
-				r->attempt, "slot", r->slot->index),
-		      "run finished");
+	json_t *fields = json_pack("{sssssIsi}", "runId", r->run_id, "status", status, "attempt",
+				   r->attempt, "slot", r->slot->index);
+	if (r->engine_start_us >= 0)
+		json_object_set_new(fields, "engineStartUs", json_integer(r->engine_start_us));
+	if (r->first_step_us >= 0)
+		json_object_set_new(fields, "firstStepDoneUs", json_integer(r->first_step_us));
+	fl_log_fields(FL_LOG_INFO, "worker", fields, "run finished");
 	json_decref(reply);
 }
 
@@ -443,6 +495,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	struct slot *s = r->slot;
 	struct wk_worker *w = s->w;
 	struct fl_err err;
+	int64_t asked_us = fl_mono_us();
 	if (ensure_engine(r, &err)) {
 		fl_error("worker", "run '%s': %s", r->run_id, err.msg);
 		drop_engine(s, 1, NULL);
@@ -476,6 +529,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
 	if (w->no_checkpoint)
 		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
+	wk_proc_peak_reset(&s->engine);
 	r->op = op;
 	/* Whether the engine said anything about this operation yet: until it does, it has
 	 * started no step, so nothing of the run has happened. */
@@ -508,23 +562,25 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 			}
 			if (give_up(r))
 				return NULL;
-			if (rc == FL_ETIMEOUT)
-				return status_result(r, "TIMEOUT", "the flow ran past AP_FLOW_TIMEOUT_SECONDS");
-			if (rc == FL_ELIMIT || ex.memory_exceeded) {
-				json_t *res = status_result(r, "MEMORY_LIMIT_EXCEEDED",
-							    "the engine ran past AP_SANDBOX_MEMORY_LIMIT");
-				if (ex.peak_memory_kb > 0)
-					json_object_set_new(res, "peakMemoryKb",
-							    json_integer(ex.peak_memory_kb));
-				return res;
+			json_t *res;
+			if (rc == FL_ETIMEOUT) {
+				res = status_result(r, "TIMEOUT", "the flow ran past AP_FLOW_TIMEOUT_SECONDS");
+			} else if (rc == FL_ELIMIT || ex.memory_exceeded) {
+				res = status_result(r, "MEMORY_LIMIT_EXCEEDED",
+						    "the engine ran past AP_SANDBOX_MEMORY_LIMIT");
+			} else {
+				char why[128];
+				if (ex.signal)
+					snprintf(why, sizeof why, "the engine was killed by signal %d",
+						 ex.signal);
+				else
+					snprintf(why, sizeof why, "the engine exited with code %d", ex.code);
+				fl_error("worker", "run '%s': %s", r->run_id, why);
+				res = status_result(r, "INTERNAL_ERROR", why);
 			}
-			char why[128];
-			if (ex.signal)
-				snprintf(why, sizeof why, "the engine was killed by signal %d", ex.signal);
-			else
-				snprintf(why, sizeof why, "the engine exited with code %d", ex.code);
-			fl_error("worker", "run '%s': %s", r->run_id, why);
-			return status_result(r, "INTERNAL_ERROR", why);
+			if (ex.peak_memory_kb > 0)
+				json_object_set_new(res, "peakMemoryKb", json_integer(ex.peak_memory_kb));
+			return res;
 		}
 		json_t *ev = json_loads(line, 0, NULL);
 		fl_free(line);
@@ -539,6 +595,12 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		if (!strcmp(type, "step_started")) {
 			track_step(r, type, ev);
 		} else if (!strcmp(type, "step_finished")) {
+			/* The trigger's record comes without a start: the first step that ran is the
+			 * first that finishes with one. */
+			if (r->first_step_us < 0 && json_array_size(r->running)) {
+				r->first_step_us = fl_mono_us() - asked_us;
+				hist_add(&w->first_step, r->first_step_us);
+			}
 			track_step(r, type, ev);
 			json_array_append_new(r->pending,
 					      json_pack("{sOsO}", "path", json_object_get(ev, "path"),
@@ -575,6 +637,9 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 									  ev, "status")) ?: "INTERNAL_ERROR",
 								  json_string_value(json_object_get(ev, "error")));
 			json_decref(ev);
+			int64_t peak = wk_proc_peak_kb(&s->engine);
+			if (peak > 0 && !json_object_get(res, "peakMemoryKb"))
+				json_object_set_new(res, "peakMemoryKb", json_integer(peak));
 			return res;
 		}
 		json_decref(ev);
@@ -633,6 +698,8 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.pending = json_array(),
 		.replayed = json_array(),
 		.running = json_array(),
+		.engine_start_us = -1,
+		.first_step_us = -1,
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
 				   .local = w->app_local, .local_arg = w->app_local_arg,
@@ -919,4 +986,9 @@ void wk_worker_metrics(struct wk_worker *w, struct fl_buf *out)
 	for (int i = 0; final_statuses[i]; i++)
 		fl_buf_addf(out, "flowd_worker_runs_total{status=\"%s\"} %llu\n", final_statuses[i],
 			    (unsigned long long)atomic_load(&w->runs_by_status[i]));
+	hist_print(out, "flowd_worker_engine_start_seconds",
+		   "From asking for a new engine to its ready line (the sandbox set up).",
+		   &w->engine_start);
+	hist_print(out, "flowd_worker_first_step_done_seconds",
+		   "From a job asking for its engine to its first step finished.", &w->first_step);
 }

@@ -292,18 +292,33 @@ def alive(pid):
         return False
 
 
+def read_pid_file(path, deadline, n):
+    """The first n words of a pid file sb_run writes, once they are all there: the file exists
+    a moment before its content does."""
+    words = []
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                words = f.read().split()
+        except FileNotFoundError:
+            pass
+        if len(words) >= n:
+            return words
+        time.sleep(0.02)
+    raise RuntimeError("no pids in %s: %r" % (path, words))
+
+
 def test_orphans(tmp):
+    killed = []
     for via in ([], ["--zygote", ZYGOTE], ["--zygote-entry", ZYGOTE, "--exec", ZYGOTE]):
         pid_file = os.path.join(tmp, "pids-%d" % len(via))
         payload = [ESCAPE if "--zygote-entry" not in via else "sb_escape", "sleep", "60"]
         worker = subprocess.Popen([SB_RUN, "--pid-file", pid_file] + via + ["--"] + payload,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while not os.path.exists(pid_file) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with open(pid_file) as f:
-            sandbox_pid, zygote_pid = (int(x) for x in f.read().split())
+        sandbox_pid, zygote_pid = (int(x) for x in read_pid_file(pid_file, deadline, 2))
         check(alive(sandbox_pid), "orphans %s: the sandbox runs" % via)
+        killed.append(worker.pid)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
         deadline = time.monotonic() + 5
@@ -319,21 +334,21 @@ def test_orphans(tmp):
         worker = subprocess.Popen([SB_RUN, "--prestart", "--hold-pending", "60", "--pid-file", pid_file] + via +
                                   ["--"] + payload, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while not os.path.exists(pid_file) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with open(pid_file) as f:
-            pending_pid = int(f.read().split()[0])
+        pending_pid = int(read_pid_file(pid_file, deadline, 1)[0])
         check(alive(pending_pid), "orphans pre-started %s: the sandbox waits" % via)
+        killed.append(worker.pid)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
         deadline = time.monotonic() + 5
         while alive(pending_pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         check(not alive(pending_pid), "orphans pre-started %s: the waiting sandbox outlived its worker" % via)
-    # The killed workers' cgroups are swept by the next probe.
+    # The killed workers' cgroups are swept by the next probe. Only theirs are looked at: other
+    # flowd workers on this host (other tests among them) keep theirs in the same directory.
     probe = json.loads(subprocess.run([SB_RUN, "--probe"], stdout=subprocess.PIPE, text=True).stdout)
     if probe["cgroup"]:
-        left = [d for d in os.listdir(probe["cgroupDir"]) if d[0].isdigit()]
+        left = [d for d in os.listdir(probe["cgroupDir"])
+                if d.split("-")[0] in {str(p) for p in killed}]
         check(not left, "cgroups of killed workers were swept (%s)" % left)
 
 

@@ -154,8 +154,10 @@ static int finish(struct store *s, const char *run_id, int attempt, enum store_r
 {
 	struct store_finish f = { .run_id = run_id, .attempt = attempt, .status = status,
 				  .steps = "{\"step_1\":{}}", .pause = pause, .now = fl_now_ms() };
-	if (status == STORE_RUN_FAILED)
+	if (status == STORE_RUN_FAILED) {
 		f.failed_step = "{\"name\":\"step_2\",\"displayName\":\"s\",\"message\":\"boom\"}";
+		f.peak_memory_kb = 4321;
+	}
 	struct store_job local;
 	int rc = store_run_finish(s, &f, job ? job : &local, E);
 	if (!job && !rc)
@@ -176,7 +178,7 @@ static void test_migrate_again(void **state)
 {
 	struct fixture *f = *state;
 	OK(store_migrate(f->s, E));
-	assert_int_equal(store_schema_version(f->s, E), 3);
+	assert_int_equal(store_schema_version(f->s, E), 4);
 	OK(store_ping(f->s, E));
 }
 
@@ -316,6 +318,7 @@ static void test_run_lifecycle(void **state)
 	assert_string_equal(run.response, "{\"status\":201}");
 	assert_string_equal(run.steps, "{\"step_1\":{}}");
 	assert_true(run.finish_time >= run.start_time && run.start_time > 0);
+	assert_int_equal(run.peak_memory_kb, 0); /* none reported */
 	store_run_release(&run);
 
 	struct store_step *steps;
@@ -582,6 +585,10 @@ static void test_cancel_and_retry(void **state)
 	}
 	assert_int_equal(put_step(s, run_id, a, "step_4", "FAILED"), 0);
 	assert_int_equal(finish(s, run_id, a, STORE_RUN_FAILED, NULL, NULL), 0);
+	struct store_run run;
+	OK(store_run_get(s, run_id, &run, E));
+	assert_int_equal(run.peak_memory_kb, 4321);
+	store_run_release(&run);
 
 	assert_int_equal(store_run_retry_from_failed(s, run_id, fl_now_ms(), &job, E), 0);
 	char want[64];
@@ -594,10 +601,10 @@ static void test_cancel_and_retry(void **state)
 	assert_int_equal(n, 3);
 	assert_string_equal(steps[2].path, "step_3");
 	store_step_list_free(steps, n);
-	struct store_run run;
 	OK(store_run_get(s, run_id, &run, E));
 	assert_int_equal(run.status, STORE_RUN_QUEUED);
 	assert_null(run.failed_step);
+	assert_int_equal(run.peak_memory_kb, 0); /* the retry's attempt has not measured yet */
 	assert_int_equal(run.retries, 1);
 	store_run_release(&run);
 
