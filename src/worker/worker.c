@@ -110,6 +110,7 @@ struct wk_worker {
 	struct slot *slots;
 	int n_slots;
 	atomic_int stopping;        /* hard stop: abandon retries to the app */
+	atomic_int stop_requested;  /* wk_worker_stop began: a job lost from now on was handed back */
 	/* FLOWD_BENCH_NO_CHECKPOINT=1: engines wait for no checkpoint, so nothing is durable
 	 * before a run ends. Only bench/durability.sh sets it, to measure what durability costs. */
 	int no_checkpoint;
@@ -733,7 +734,9 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		json_t *res = drive_engine(&r, ctx, deadline);
 		if (res) {
 			finish_run(&r, res, result);
-		} else if (atomic_load(&w->stopping)) {
+		} else if (atomic_load(&w->stop_requested)) {
+			/* Not w->stopping: that is set once the hand-back is over, and the slot may
+			 * see its engine die before then. */
 			result->outcome = BQ_FAILED;
 			result->failed_reason = fl_asprintf("worker stopped while running '%s'", run_id);
 			handed_back(&r);
@@ -901,6 +904,7 @@ int wk_worker_stop(struct wk_worker *w, int grace_ms)
 {
 	if (!w || !w->queue)
 		return 0;
+	atomic_store(&w->stop_requested, 1);
 	int handed_back = bq_worker_stop(w->queue, grace_ms);
 	/* Jobs handed back are no longer ours: their engines stop, their slots return. */
 	atomic_store(&w->stopping, 1);
