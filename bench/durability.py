@@ -2,9 +2,11 @@
 """What durability costs: the per-step overhead of the checkpoint barrier (shared/DESIGN.md §5.2).
 
 Method. One flow of STEPS cheap code steps (each returns a small object: a side-effecting step
-type, so each one is a checkpoint barrier), run through the real service on SQLite: `flowd app`
-and one `flowd worker` (concurrency 1) on a private redis-server. The same app, database, flow
-and worker binary serve both modes; only the worker differs:
+type, so each one is a checkpoint barrier), run through the real service on SQLite, worker
+concurrency 1, a private redis-server, in both topologies: `flowd serve` (app and worker in one
+process; the worker reaches the app in process) and `flowd app` + `flowd worker` (HTTP over
+loopback between them). The same app, database, flow and binary serve both modes; only the
+worker differs:
   durable      the normal worker: after every step the engine waits while the worker posts the
                step record to the app and the app commits it (app 2xx), then acks;
   not durable  the same worker with FLOWD_BENCH_NO_CHECKPOINT=1: the engine waits for no ack and
@@ -72,56 +74,86 @@ def run_once(c, flow_id):
     return run["duration"]  # ms, finish - start at the app
 
 
+def measure(topology, start, c, flow_id):
+    """Runs ROUNDS rounds of RUNS runs per mode; start(mode, rnd) starts the processes of one
+    mode and returns (pids to account CPU to, stop function)."""
+    modes = ("durable", "not durable")
+    times = {m: [] for m in modes}
+    cpu = {m: 0.0 for m in modes}
+    for rnd in range(ROUNDS):
+        for mode in modes:
+            procs, stop = start(mode, rnd)
+            run_once(c(), flow_id)  # warm: engine started, statements prepared
+            pids = [p.pid for p in procs] + [e for p in procs for e in p.engine_pids()]
+            c0 = cpu_s(pids)
+            for _ in range(RUNS):
+                times[mode].append(run_once(c(), flow_id))
+            cpu[mode] += cpu_s(pids) - c0
+            stop()
+    n = RUNS * ROUNDS
+    med = {m: statistics.median(times[m]) for m in modes}
+    fast = {m: min(times[m]) for m in modes}
+    cpu_us = {m: cpu[m] * 1e6 / (n * STEPS) for m in modes}
+    barrier = (med["durable"] - med["not durable"]) * 1000.0 / STEPS
+    fast_us = (fast["durable"] - fast["not durable"]) * 1000.0 / STEPS
+    print("%s:" % topology)
+    print("  %-12s %11s %11s %15s %15s" % ("mode", "median ms", "fastest ms", "wall us/step",
+                                          "CPU us/step"))
+    for m in modes:
+        print("  %-12s %11.1f %11.1f %15.1f %15.1f" % (m, med[m], fast[m],
+                                                     med[m] * 1000.0 / STEPS, cpu_us[m]))
+    print("  checkpoint barrier per side-effecting step: %.1f us (medians), %.1f us (fastest "
+          "runs), %.1f us of CPU; durable/not durable = %.2fx; target <= %d us: %s (medians), "
+          "%s (fastest runs)"
+          % (barrier, fast_us, cpu_us["durable"] - cpu_us["not durable"],
+             med["durable"] / med["not durable"] if med["not durable"] else 0, TARGET_US,
+             "met" if barrier <= TARGET_US else "MISSED",
+             "met" if fast_us <= TARGET_US else "MISSED"))
+
+
 def main():
     with Harness("durability-bench") as h:
         redis = h.redis()
         common = {"AP_REDIS_URL": redis, "AP_WORKER_CONCURRENCY": 1, "AP_LOG_LEVEL": "warn",
                   "AP_FLOW_TIMEOUT_SECONDS": 600}
+        load0 = open("/proc/loadavg").read().split()[0]
+        print("flow of %d code steps, %d runs per mode (%d rounds), SQLite, worker concurrency 1"
+              % (STEPS, RUNS * ROUNDS, ROUNDS))
+
+        # flowd serve: app and worker in one process, the worker reaching the app in process.
+        state = {}
+
+        def start_serve(mode, rnd):
+            env = dict(common, FLOWD_BENCH_NO_CHECKPOINT="1" if mode == "not durable" else None)
+            if "serve" in state:
+                p = state["serve"]
+                p.env = h.flowd_env(p.config_dir, p.port, env)
+                p = h.restart(p)
+            else:
+                p = h.flowd("serve", "serve", env=env)
+            state["serve"] = p
+            return [p], lambda: p.stop()
+        (p,), _ = start_serve("durable", 0)
+        fl = Client(p.port).push_flow(many_steps(STEPS))
+        p.stop()
+        measure("flowd serve (worker and app in one process)", start_serve,
+                lambda: Client(state["serve"].port), fl["id"])
+
+        # flowd app + flowd worker: every checkpoint an HTTP request over loopback.
         app = h.flowd("app", "app", env=common)
         c = Client(app.port)
         fl = c.push_flow(many_steps(STEPS))
         wenv = dict(common, AP_APP_URL="http://127.0.0.1:%d" % app.port)
-        modes = ("durable", "not durable")
-        times = {m: [] for m in modes}
-        cpu = {m: 0.0 for m in modes}
-        load0 = open("/proc/loadavg").read().split()[0]
-        for rnd in range(ROUNDS):
-            for mode in modes:
-                env = dict(wenv, FLOWD_BENCH_NO_CHECKPOINT="1" if mode == "not durable" else None)
-                w = h.flowd("worker-%d-%s" % (rnd, mode.replace(" ", "-")), "worker", env=env)
-                run_once(c, fl["id"])  # warm: engine started, statements prepared
-                pids = [app.pid, w.pid] + w.engine_pids()
-                c0 = cpu_s(pids)
-                parts0 = [cpu_s([p]) for p in pids]
-                for _ in range(RUNS):
-                    times[mode].append(run_once(c, fl["id"]))
-                cpu[mode] += cpu_s(pids) - c0
-                if os.environ.get("DURABILITY_BENCH_DEBUG"):
-                    print(mode, ["%.0f" % ((cpu_s([p]) - p0) * 1e6 / (RUNS * STEPS))
-                                 for p, p0 in zip(pids, parts0)], "us/step app, worker, engine")
-                w.stop()
-        load1 = open("/proc/loadavg").read().split()[0]
-        n = RUNS * ROUNDS
-        med = {m: statistics.median(times[m]) for m in modes}
-        fast = {m: min(times[m]) for m in modes}
-        cpu_us = {m: cpu[m] * 1e6 / (n * STEPS) for m in modes}
-        per_step_us = (med["durable"] - med["not durable"]) * 1000.0 / STEPS
-        print("flow of %d code steps, %d runs per mode (%d rounds), SQLite, worker concurrency 1; "
-              "load average %s at the start, %s at the end, %d cores"
-              % (STEPS, n, ROUNDS, load0, load1, os.cpu_count()))
-        print("%-14s %11s %11s %15s %15s" % ("mode", "median ms", "fastest ms",
-                                            "wall us/step", "CPU us/step"))
-        for m in modes:
-            print("%-14s %11.1f %11.1f %15.1f %15.1f" % (m, med[m], fast[m],
-                                                       med[m] * 1000.0 / STEPS, cpu_us[m]))
-        fast_us = (fast["durable"] - fast["not durable"]) * 1000.0 / STEPS
-        print("checkpoint barrier per side-effecting step: %.1f us (medians), %.1f us (fastest "
-              "runs), %.1f us of CPU (app + worker + engine); durable/not durable = %.2fx"
-              % (per_step_us, fast_us, cpu_us["durable"] - cpu_us["not durable"],
-                 med["durable"] / med["not durable"] if med["not durable"] else 0))
-        print("target <= %d us per side-effecting step: %s by the medians, %s by the fastest runs"
-              % (TARGET_US, "met" if per_step_us <= TARGET_US else "MISSED",
-                 "met" if fast_us <= TARGET_US else "MISSED"))
+
+        def start_worker(mode, rnd):
+            env = dict(wenv, FLOWD_BENCH_NO_CHECKPOINT="1" if mode == "not durable" else None)
+            w = h.flowd("worker-%d-%s" % (rnd, mode.replace(" ", "-")), "worker", env=env)
+            return [app, w], lambda: w.stop()
+        measure("flowd app + flowd worker (HTTP between them)", start_worker, lambda: c,
+                fl["id"])
+        print("load average %s at the start, %s at the end, on %d cores: other work on the "
+              "machine lengthens every crossing between processes"
+              % (load0, open("/proc/loadavg").read().split()[0], os.cpu_count()))
         return 0
 
 
