@@ -118,10 +118,10 @@ static int call(const char *cmd, const char *method, const char *path, const jso
 
 static void print_json(const json_t *v)
 {
-	char *text = json_dumps(v, JSON_INDENT(2));
-	if (text)
-		puts(text);
-	free(text);
+	struct fl_buf b = FL_BUF_INIT;
+	fl_json_write(&b, v, FL_JSON_INDENT);
+	puts(b.data);
+	fl_buf_release(&b);
 }
 
 int cmd_flows(int argc, char **argv)

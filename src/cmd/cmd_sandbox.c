@@ -3,8 +3,10 @@
  * the one the worker runs at start (src/sandbox/host.c). */
 #include "cmd/cmd.h"
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "sandbox/host.h"
 
 #include <jansson.h>
@@ -55,9 +57,10 @@ int cmd_sandbox(int argc, char **argv)
 	json_t *host_json = sb_host_json(&host);
 	if (json) {
 		json_object_set_new(host_json, "modes", modes);
-		char *s = json_dumps(host_json, JSON_INDENT(2));
-		printf("%s\n", s);
-		free(s);
+		struct fl_buf b = FL_BUF_INIT;
+		fl_json_write(&b, host_json, FL_JSON_INDENT);
+		printf("%s\n", b.data);
+		fl_buf_release(&b);
 	} else {
 		json_decref(modes);
 		printf("\ncgroup: %s%s\n", host.cgroup ? (host.cgroup == 2 ? "v2 " : "v1 ") : "none: ",

@@ -89,24 +89,35 @@ void fl_buf_addf(struct fl_buf *b, const char *fmt, ...)
 
 void fl_buf_add_json_escaped(struct fl_buf *b, const char *s, size_t len)
 {
+	/* The escapes JSON.stringify uses, so that every JSON text flowd writes matches it. */
 	static const char hex[] = "0123456789abcdef";
+	size_t run = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
+		const char *esc;
 		switch (c) {
-		case '"': fl_buf_add(b, "\\\"", 2); break;
-		case '\\': fl_buf_add(b, "\\\\", 2); break;
-		case '\n': fl_buf_add(b, "\\n", 2); break;
-		case '\r': fl_buf_add(b, "\\r", 2); break;
-		case '\t': fl_buf_add(b, "\\t", 2); break;
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		case '\b': esc = "\\b"; break;
+		case '\f': esc = "\\f"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
 		default:
-			if (c < 0x20) {
-				char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-				fl_buf_add(b, esc, 6);
-			} else {
-				fl_buf_addch(b, (char)c);
-			}
+			if (c >= 0x20)
+				continue;
+			esc = NULL;
+		}
+		fl_buf_add(b, s + run, i - run);
+		run = i + 1;
+		if (esc) {
+			fl_buf_add(b, esc, 2);
+		} else {
+			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			fl_buf_add(b, u, 6);
 		}
 	}
+	fl_buf_add(b, s + run, len - run);
 }
 
 char *fl_buf_detach(struct fl_buf *b, size_t *len)

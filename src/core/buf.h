@@ -25,7 +25,8 @@ void fl_buf_adds(struct fl_buf *b, const char *s);
 void fl_buf_addch(struct fl_buf *b, char c);
 void fl_buf_addf(struct fl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fl_buf_vaddf(struct fl_buf *b, const char *fmt, va_list ap);
-/* Appends s as the body of a JSON string (escaped, without the surrounding quotes). */
+/* Appends s as the body of a JSON string (escaped as JSON.stringify escapes it, without the
+ * surrounding quotes). */
 void fl_buf_add_json_escaped(struct fl_buf *b, const char *s, size_t len);
 /* Returns the heap string (the caller frees it with fl_free) and re-initialises b. */
 char *fl_buf_detach(struct fl_buf *b, size_t *len);

@@ -1,9 +1,13 @@
 /* JSON helpers: see json.h. */
 #include "core/json.h"
+#include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,20 +37,203 @@ json_t *fl_json_loadb(const char *data, size_t len, const char *what, struct fl_
 	return v;
 }
 
-char *fl_json_dump(const json_t *value)
+char *fl_json_format_number(double d, char out[32])
 {
-	return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (isnan(d))
+		return strcpy(out, "NaN");
+	if (isinf(d))
+		return strcpy(out, d > 0 ? "Infinity" : "-Infinity");
+	if (d == 0)
+		return strcpy(out, "0");
+	/* The shortest digits that read back as d, as ECMAScript's Number::toString asks. */
+	char sci[40];
+	for (int prec = 0; prec < 17; prec++) {
+		snprintf(sci, sizeof sci, "%.*e", prec, d);
+		if (strtod(sci, NULL) == d)
+			break;
+	}
+	const char *p = sci;
+	int neg = *p == '-';
+	p += neg;
+	char digits[24];
+	int k = 0;
+	for (; *p && *p != 'e'; p++)
+		if (*p >= '0' && *p <= '9')
+			digits[k++] = *p;
+	while (k > 1 && digits[k - 1] == '0')
+		k--;
+	int n = atoi(p + 1) + 1; /* value = 0.digits × 10^n */
+	char *o = out;
+	if (neg)
+		*o++ = '-';
+	if (k <= n && n <= 21) {
+		memcpy(o, digits, (size_t)k);
+		o += k;
+		for (int i = k; i < n; i++)
+			*o++ = '0';
+	} else if (0 < n && n <= 21) {
+		memcpy(o, digits, (size_t)n);
+		o += n;
+		*o++ = '.';
+		memcpy(o, digits + n, (size_t)(k - n));
+		o += k - n;
+	} else if (-6 < n && n <= 0) {
+		*o++ = '0';
+		*o++ = '.';
+		for (int i = 0; i < -n; i++)
+			*o++ = '0';
+		memcpy(o, digits, (size_t)k);
+		o += k;
+	} else {
+		*o++ = digits[0];
+		if (k > 1) {
+			*o++ = '.';
+			memcpy(o, digits + 1, (size_t)(k - 1));
+			o += k - 1;
+		}
+		o += sprintf(o, "e%c%d", n - 1 >= 0 ? '+' : '-', abs(n - 1));
+	}
+	*o = '\0';
+	return out;
 }
 
-static int dump_cb(const char *data, size_t size, void *b)
+/* A canonical array index ("0", "17", not "01"): JavaScript lists such keys first, in
+ * numeric order, whatever order they were added in. */
+static bool is_index_key(const char *k, unsigned long *value)
 {
-	fl_buf_add(b, data, size);
-	return 0;
+	if (!*k || (k[0] == '0' && k[1]) || strlen(k) > 9)
+		return false;
+	for (const char *p = k; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	*value = strtoul(k, NULL, 10);
+	return true;
+}
+
+struct key_ref {
+	const char *key;
+	unsigned long index;
+	size_t order;
+	bool is_index;
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct key_ref *x = a, *y = b;
+	if (x->is_index != y->is_index)
+		return x->is_index ? -1 : 1;
+	if (x->is_index)
+		return x->index < y->index ? -1 : x->index > y->index;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static void add_string(struct fl_buf *b, const char *s, size_t len)
+{
+	fl_buf_addch(b, '"');
+	fl_buf_add_json_escaped(b, s, len);
+	fl_buf_addch(b, '"');
+}
+
+static void newline(struct fl_buf *b, unsigned flags, int depth)
+{
+	if (!(flags & FL_JSON_INDENT))
+		return;
+	fl_buf_addch(b, '\n');
+	for (int i = 0; i < depth; i++)
+		fl_buf_add(b, "  ", 2);
+}
+
+static void write_value(struct fl_buf *b, const json_t *v, unsigned flags, int depth);
+
+static void write_object(struct fl_buf *b, const json_t *v, unsigned flags, int depth)
+{
+	size_t n = json_object_size(v), i = 0;
+	if (!n) {
+		fl_buf_add(b, "{}", 2);
+		return;
+	}
+	struct key_ref small[16];
+	struct key_ref *keys = n <= 16 ? small : fl_malloc(n * sizeof *keys);
+	bool any_index = false;
+	const char *k;
+	json_t *member;
+	json_object_foreach((json_t *)v, k, member) {
+		keys[i] = (struct key_ref){ .key = k, .order = i };
+		if (flags & FL_JSON_JS_KEY_ORDER) {
+			keys[i].is_index = is_index_key(k, &keys[i].index);
+			any_index |= keys[i].is_index;
+		}
+		i++;
+	}
+	if (any_index)
+		qsort(keys, n, sizeof *keys, key_cmp);
+	fl_buf_addch(b, '{');
+	for (i = 0; i < n; i++) {
+		if (i)
+			fl_buf_addch(b, ',');
+		newline(b, flags, depth + 1);
+		add_string(b, keys[i].key, strlen(keys[i].key));
+		fl_buf_add(b, ": ", flags & FL_JSON_INDENT ? 2 : 1);
+		write_value(b, json_object_get(v, keys[i].key), flags, depth + 1);
+	}
+	newline(b, flags, depth);
+	fl_buf_addch(b, '}');
+	if (keys != small)
+		fl_free(keys);
+}
+
+static void write_value(struct fl_buf *b, const json_t *v, unsigned flags, int depth)
+{
+	char num[32];
+	switch (json_typeof(v)) {
+	case JSON_NULL: fl_buf_add(b, "null", 4); return;
+	case JSON_TRUE: fl_buf_add(b, "true", 4); return;
+	case JSON_FALSE: fl_buf_add(b, "false", 5); return;
+	case JSON_INTEGER: fl_buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return;
+	case JSON_REAL: {
+		double d = json_real_value(v);
+		/* json_real refuses NaN and infinities; should one get in anyway, write what
+		 * JSON.stringify writes rather than text no JSON parser accepts. */
+		fl_buf_adds(b, isfinite(d) ? fl_json_format_number(d, num) : "null");
+		return;
+	}
+	case JSON_STRING: add_string(b, json_string_value(v), json_string_length(v)); return;
+	case JSON_ARRAY: {
+		size_t n = json_array_size(v);
+		if (!n) {
+			fl_buf_add(b, "[]", 2);
+			return;
+		}
+		fl_buf_addch(b, '[');
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				fl_buf_addch(b, ',');
+			newline(b, flags, depth + 1);
+			write_value(b, json_array_get(v, i), flags, depth + 1);
+		}
+		newline(b, flags, depth);
+		fl_buf_addch(b, ']');
+		return;
+	}
+	case JSON_OBJECT: write_object(b, v, flags, depth); return;
+	}
+}
+
+void fl_json_write(struct fl_buf *b, const json_t *value, unsigned flags)
+{
+	write_value(b, value, flags, 0);
+}
+
+char *fl_json_dump(const json_t *value)
+{
+	struct fl_buf b = FL_BUF_INIT;
+	fl_json_write(&b, value, 0);
+	return fl_buf_detach(&b, NULL);
 }
 
 void fl_json_dump_buf(struct fl_buf *b, const json_t *value)
 {
-	json_dump_callback(value, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY);
+	fl_json_write(b, value, 0);
 }
 
 const char *fl_json_type_name(const json_t *value)

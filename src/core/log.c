@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "core/time.h"
 
 #include <stdarg.h>
@@ -55,9 +56,8 @@ static void emit(enum fl_log_level level, const char *component, json_t *fields,
 		const char *key;
 		json_t *value;
 		json_object_foreach(fields, key, value) {
-			char *v = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
-			fl_buf_addf(&line, " %s=%s", key, v ? v : "?");
-			free(v);
+			fl_buf_addf(&line, " %s=", key);
+			fl_json_dump_buf(&line, value);
 		}
 	} else {
 		fl_buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
@@ -69,11 +69,10 @@ static void emit(enum fl_log_level level, const char *component, json_t *fields,
 		const char *key;
 		json_t *value;
 		json_object_foreach(fields, key, value) {
-			char *v = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
 			fl_buf_adds(&line, ",\"");
 			fl_buf_add_json_escaped(&line, key, strlen(key));
-			fl_buf_addf(&line, "\":%s", v ? v : "null");
-			free(v);
+			fl_buf_adds(&line, "\":");
+			fl_json_dump_buf(&line, value);
 		}
 		fl_buf_addch(&line, '}');
 	}

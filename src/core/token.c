@@ -5,6 +5,7 @@
 #include "core/buf.h"
 #include "core/assert.h"
 #include "core/err.h"
+#include "core/json.h"
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -124,7 +125,7 @@ char *fl_token_sign(const char *secret, const char *run_id, int64_t iat_s, int64
 {
 	json_t *claims = json_pack("{s:s, s:I, s:I}", "sub", run_id, "iat", (json_int_t)iat_s,
 				   "exp", (json_int_t)exp_s);
-	char *payload = json_dumps(claims, JSON_COMPACT);
+	char *payload = fl_json_dump(claims);
 	json_decref(claims);
 	size_t plen = strlen(payload);
 

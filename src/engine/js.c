@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/json.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -238,7 +239,7 @@ JSValueRef js_from_json(JSContextRef ctx, const json_t *v)
 	}
 	/* One JSON text parsed by JavaScriptCore's own parser beats building the tree through
 	 * the API one property at a time (each property would need its own JSStringRef). */
-	char *text = json_dumps(v, JSON_COMPACT);
+	char *text = fl_json_dump(v);
 	JSStringRef s = JSStringCreateWithUTF8CString(text);
 	JSValueRef r = JSValueMakeFromJSONString(ctx, s);
 	JSStringRelease(s);
@@ -304,176 +305,12 @@ int js_to_json(JSContextRef ctx, JSValueRef v, json_t **out, struct fl_err *err)
 
 char *js_format_number(double d, char out[32])
 {
-	if (isnan(d))
-		return strcpy(out, "NaN");
-	if (isinf(d))
-		return strcpy(out, d > 0 ? "Infinity" : "-Infinity");
-	if (d == 0)
-		return strcpy(out, "0");
-	/* The shortest digits that read back as d, as ECMAScript's Number::toString asks. */
-	char sci[40];
-	for (int prec = 0; prec < 17; prec++) {
-		snprintf(sci, sizeof sci, "%.*e", prec, d);
-		if (strtod(sci, NULL) == d)
-			break;
-	}
-	const char *p = sci;
-	int neg = *p == '-';
-	p += neg;
-	char digits[24];
-	int k = 0;
-	for (; *p && *p != 'e'; p++)
-		if (*p >= '0' && *p <= '9')
-			digits[k++] = *p;
-	while (k > 1 && digits[k - 1] == '0')
-		k--;
-	int n = atoi(p + 1) + 1; /* value = 0.digits × 10^n */
-	char *o = out;
-	if (neg)
-		*o++ = '-';
-	if (k <= n && n <= 21) {
-		memcpy(o, digits, (size_t)k);
-		o += k;
-		for (int i = k; i < n; i++)
-			*o++ = '0';
-	} else if (0 < n && n <= 21) {
-		memcpy(o, digits, (size_t)n);
-		o += n;
-		*o++ = '.';
-		memcpy(o, digits + n, (size_t)(k - n));
-		o += k - n;
-	} else if (-6 < n && n <= 0) {
-		*o++ = '0';
-		*o++ = '.';
-		for (int i = 0; i < -n; i++)
-			*o++ = '0';
-		memcpy(o, digits, (size_t)k);
-		o += k;
-	} else {
-		*o++ = digits[0];
-		if (k > 1) {
-			*o++ = '.';
-			memcpy(o, digits + 1, (size_t)(k - 1));
-			o += k - 1;
-		}
-		o += sprintf(o, "e%c%d", n - 1 >= 0 ? '+' : '-', abs(n - 1));
-	}
-	*o = '\0';
-	return out;
-}
-
-/* ---- JSON text as JSON.stringify writes it ---- */
-
-static void add_json_string(struct fl_buf *b, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	fl_buf_addch(b, '"');
-	size_t run = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		const char *esc = NULL;
-		switch (c) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
-		default:
-			if (c >= 0x20)
-				continue;
-		}
-		fl_buf_add(b, s + run, i - run);
-		run = i + 1;
-		if (esc) {
-			fl_buf_adds(b, esc);
-		} else {
-			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-			fl_buf_add(b, u, 6);
-		}
-	}
-	fl_buf_add(b, s + run, len - run);
-	fl_buf_addch(b, '"');
-}
-
-/* A canonical array index ("0", "17", not "01"): JavaScript lists such keys first, in
- * numeric order, whatever order they were added in. */
-static bool is_index_key(const char *k, unsigned long *value)
-{
-	if (!*k || (k[0] == '0' && k[1]) || strlen(k) > 9)
-		return false;
-	for (const char *p = k; *p; p++)
-		if (*p < '0' || *p > '9')
-			return false;
-	*value = strtoul(k, NULL, 10);
-	return true;
-}
-
-struct key_ref {
-	const char *key;
-	unsigned long index;
-	size_t order;
-	bool is_index;
-};
-
-static int key_cmp(const void *a, const void *b)
-{
-	const struct key_ref *x = a, *y = b;
-	if (x->is_index != y->is_index)
-		return x->is_index ? -1 : 1;
-	if (x->is_index)
-		return x->index < y->index ? -1 : x->index > y->index;
-	return x->order < y->order ? -1 : x->order > y->order;
+	return fl_json_format_number(d, out);
 }
 
 void js_json_dump(struct fl_buf *b, const json_t *v)
 {
-	char num[32];
-	switch (json_typeof(v)) {
-	case JSON_NULL: fl_buf_adds(b, "null"); return;
-	case JSON_TRUE: fl_buf_adds(b, "true"); return;
-	case JSON_FALSE: fl_buf_adds(b, "false"); return;
-	case JSON_INTEGER: fl_buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return;
-	case JSON_REAL: fl_buf_adds(b, js_format_number(json_real_value(v), num)); return;
-	case JSON_STRING: add_json_string(b, json_string_value(v), json_string_length(v)); return;
-	case JSON_ARRAY: {
-		fl_buf_addch(b, '[');
-		for (size_t i = 0; i < json_array_size(v); i++) {
-			if (i)
-				fl_buf_addch(b, ',');
-			js_json_dump(b, json_array_get(v, i));
-		}
-		fl_buf_addch(b, ']');
-		return;
-	}
-	case JSON_OBJECT: break;
-	}
-	size_t n = json_object_size(v), i = 0;
-	struct key_ref small[16];
-	struct key_ref *keys = n <= 16 ? small : fl_malloc(n * sizeof *keys);
-	bool any_index = false;
-	const char *k;
-	json_t *member;
-	json_object_foreach((json_t *)v, k, member) {
-		keys[i] = (struct key_ref){ .key = k, .order = i };
-		keys[i].is_index = is_index_key(k, &keys[i].index);
-		any_index |= keys[i].is_index;
-		i++;
-	}
-	if (any_index)
-		qsort(keys, n, sizeof *keys, key_cmp);
-	fl_buf_addch(b, '{');
-	for (i = 0; i < n; i++) {
-		if (i)
-			fl_buf_addch(b, ',');
-		add_json_string(b, keys[i].key, strlen(keys[i].key));
-		fl_buf_addch(b, ':');
-		js_json_dump(b, json_object_get(v, keys[i].key));
-	}
-	fl_buf_addch(b, '}');
-	if (keys != small)
-		fl_free(keys);
+	fl_json_write(b, v, FL_JSON_JS_KEY_ORDER);
 }
 
 /* ---- scripts ---- */

@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "net/policy.h"
 
@@ -186,7 +187,7 @@ static int connect_addr(struct net_egress *eg, int engine, const char *host,
 static char *failure_reply(int code, const char *msg)
 {
 	json_t *reply = json_pack("{s:b, s:s, s:s}", "ok", 0, "code", code_name(code), "error", msg);
-	char *text = json_dumps(reply, JSON_COMPACT);
+	char *text = fl_json_dump(reply);
 	json_decref(reply);
 	return text;
 }
@@ -274,7 +275,7 @@ out:
 	}
 	if (!reply)
 		reply = json_pack("{s:b}", "ok", 1);
-	char *text = json_dumps(reply, JSON_COMPACT);
+	char *text = fl_json_dump(reply);
 	json_decref(reply);
 	return text;
 }
@@ -424,7 +425,7 @@ void net_egress_client_free(struct net_egress_client *client)
 static json_t *call(struct net_egress_client *c, json_t *req, int *fd, struct fl_err *err)
 {
 	*fd = -1;
-	char *text = json_dumps(req, JSON_COMPACT);
+	char *text = fl_json_dump(req);
 	json_decref(req);
 	size_t len = strlen(text);
 	char *buf = fl_malloc(NET_EGRESS_MSG_MAX + 1);

@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/rand.h"
 #include "core/time.h"
@@ -548,8 +549,7 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	} else {
 		char *value;
 		if (completed)
-			value = res.returnvalue ? json_dumps(res.returnvalue,
-							     JSON_COMPACT | JSON_ENCODE_ANY)
+			value = res.returnvalue ? fl_json_dump(res.returnvalue)
 						: NULL;
 		else
 			value = NULL;

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/embed.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/rand.h"
 #include "core/time.h"
@@ -1425,7 +1426,7 @@ static char *failed_step_json(const char *message)
 {
 	json_t *o = json_pack("{s:s, s:s, s:s}", "name", "", "displayName", "", "message",
 			      message ? message : "");
-	char *text = json_dumps(o, JSON_COMPACT);
+	char *text = fl_json_dump(o);
 	json_decref(o);
 	char *out = fl_strdup(text);
 	free(text);

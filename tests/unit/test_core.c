@@ -14,6 +14,7 @@
 #include "core/time.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,6 +149,98 @@ static void test_json_errors(void **state)
 	assert_non_null(strstr(err.msg, "payload is not valid JSON: 2:"));
 }
 
+static void expect_dump(const json_t *v, const char *want)
+{
+	char *got = fl_json_dump(v);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void expect_real(double d, const char *want)
+{
+	json_t *v = json_real(d);
+	expect_dump(v, want);
+	json_decref(v);
+}
+
+static void test_json_numbers(void **state)
+{
+	/* What JavaScript writes: the shortest digits that read back as the same double. */
+	expect_real(5.4, "5.4");
+	expect_real(3.0 + 2 + 0.4, "5.4");
+	expect_real(6.4, "6.4");
+	expect_real(0.1 + 0.2, "0.30000000000000004");
+	expect_real(1e21, "1e+21");
+	expect_real(1e20, "100000000000000000000");
+	expect_real(123456789012345680000.0, "123456789012345680000");
+	expect_real(1e-7, "1e-7");
+	expect_real(1.5e-7, "1.5e-7");
+	expect_real(0.000001, "0.000001");
+	expect_real(-0.0, "0");
+	expect_real(2.0, "2");
+	expect_real(-123.456, "-123.456");
+	expect_real(5e-324, "5e-324");
+	expect_real(1.7976931348623157e308, "1.7976931348623157e+308");
+
+	json_t *v = json_integer(42);
+	expect_dump(v, "42");
+	json_decref(v);
+	v = json_integer(-9223372036854775807LL - 1);
+	expect_dump(v, "-9223372036854775808");
+	json_decref(v);
+	v = json_integer(0);
+	expect_dump(v, "0");
+	json_decref(v);
+
+	/* Every number read back parses to the very same double. */
+	double samples[] = { 0.1, 1.0 / 3, 2.5e-300, 9007199254740993.0, 6.02214076e23, -1e-10 };
+	for (size_t i = 0; i < sizeof samples / sizeof *samples; i++) {
+		v = json_real(samples[i]);
+		char *text = fl_json_dump(v);
+		assert_true(strtod(text, NULL) == samples[i]);
+		free(text);
+		json_decref(v);
+	}
+
+	char num[32];
+	assert_string_equal(fl_json_format_number(NAN, num), "NaN");
+	assert_string_equal(fl_json_format_number(-INFINITY, num), "-Infinity");
+}
+
+static void test_json_structure(void **state)
+{
+	/* Without reals, the text is byte for byte what jansson wrote before: compact, keys in
+	 * stored order (numeric-looking ones included), the same escapes. */
+	const char *doc = "{\"b\":1,\"10\":[],\"2\":{},\"a\":[1,-2,[3,{\"x\":null}],\"q\\\"\\\\\\/"
+			  "\\b\\f\\n\\r\\t\\u0001\\u0000 \u00e9\u20ac\"],\"n\":null,\"t\":true,"
+			  "\"f\":false,\"e\":\"\",\"o\":{\"k\":{\"k\":[{}]}}}";
+	json_t *v = json_loads(doc, JSON_ALLOW_NUL, NULL);
+	assert_non_null(v);
+	char *want = json_dumps(v, JSON_COMPACT);
+	expect_dump(v, want);
+	free(want);
+	want = json_dumps(v, JSON_INDENT(2));
+	struct fl_buf b = FL_BUF_INIT;
+	fl_json_write(&b, v, FL_JSON_INDENT);
+	assert_string_equal(b.data, want);
+	free(want);
+	fl_buf_reset(&b);
+
+	/* JavaScript's key order only when asked for (template text). */
+	fl_json_write(&b, v, FL_JSON_JS_KEY_ORDER);
+	assert_memory_equal(b.data, "{\"2\":{},\"10\":[],\"b\":1,\"a\":", 26);
+	fl_buf_release(&b);
+	json_decref(v);
+
+	/* Scalars at the top, and the other control characters as JSON.stringify writes them. */
+	v = json_string("tab\there\x1f\x7f");
+	expect_dump(v, "\"tab\\there\\u001f\x7f\"");
+	json_decref(v);
+	v = json_pack("{s:[f,f,i]}", "price", 5.4, 0.1 + 0.2, (json_int_t)7);
+	expect_dump(v, "{\"price\":[5.4,0.30000000000000004,7]}");
+	json_decref(v);
+}
+
 int main(void)
 {
 	fl_alloc_init();
@@ -159,6 +252,8 @@ int main(void)
 		cmocka_unit_test(test_random_id),
 		cmocka_unit_test(test_iso8601),
 		cmocka_unit_test(test_json_errors),
+		cmocka_unit_test(test_json_numbers),
+		cmocka_unit_test(test_json_structure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

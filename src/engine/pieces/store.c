@@ -67,7 +67,10 @@ static int get(const struct pc_ctx *ctx, const char *key, json_t **value, struct
 static int put(const struct pc_ctx *ctx, const char *key, const json_t *value,
 	       struct fl_err *err)
 {
-	int64_t size = (int64_t)json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+	struct fl_buf text = FL_BUF_INIT;
+	fl_json_dump_buf(&text, value);
+	int64_t size = (int64_t)text.len;
+	fl_buf_release(&text);
 	if (size > MAX_VALUE)
 		return fl_err_set(err, FL_ELIMIT, "the value is %lld bytes, more than the %d allowed",
 				  (long long)size, MAX_VALUE);

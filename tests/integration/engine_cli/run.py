@@ -69,6 +69,15 @@ def test_run(tmp):
     check(set(res["steps"]) == {"trigger", "step_1", "step_2"}, "hello steps")
 
     # Inline payload; a failing flow exits 1; a paused one exits 0.
+    # Numbers come out as JavaScript writes them (shared/FLOWS.md section 2), in the raw
+    # bytes and not only once parsed: 5.4, not 5.4000000000000004.
+    flow = trigger(piece("m", "data-mapper", "advanced_mapping",
+                         {"mapping": {"p": "{{trigger.price + 2 - 3}}", "s": "{{0.1 + 0.2}}",
+                                      "big": "{{1e21}}", "t": "p={{trigger.price + 2 - 3}}"}}))
+    p, _ = flowd_run(tmp, ["FLOW", "--payload", '{"price": 6.4}', "--json"], flow)
+    check(p.returncode == 0 and
+          '{"p":5.4,"s":0.30000000000000004,"big":1e+21,"t":"p=5.4"}' in p.stdout and
+          '"price":6.4' in p.stdout, "run --json writes shortest numbers: %r" % p.stdout[:600])
     flow = trigger(piece("m", "data-mapper", "advanced_mapping",
                          {"mapping": {"x": "{{trigger.x}}"}}))
     p, _ = flowd_run(tmp, ["FLOW", "--payload", '{"x": 7}', "--json"], flow)
