@@ -147,8 +147,12 @@ static int load_jobs(struct bq_queue *q, const redisReply *ids, bool reverse, js
 	for (size_t i = 0; !rc && i < n; i++) {
 		char *key = fl_asprintf("%s%s", q->kp, ids->element[i]->str);
 		const char *av[2] = { "HGETALL", key };
-		if (redisAppendCommandArgv(q->conn.ctx, 2, av, NULL) != REDIS_OK)
-			rc = FL_EREDIS;
+		if (redisAppendCommandArgv(q->conn.ctx, 2, av, NULL) != REDIS_OK) {
+			/* the commands queued so far would answer the handle's next call */
+			rc = fl_err_set(err, FL_EREDIS, "cannot queue the job reads: %s",
+					q->conn.ctx->errstr);
+			bq_conn_drop(&q->conn);
+		}
 		fl_free(key);
 	}
 	redisReply **replies = fl_calloc(n ? n : 1, sizeof(*replies));

@@ -176,10 +176,13 @@ struct bq_result {
  * JSON: those are failed at once, without retry, with a failedReason that says why. */
 typedef void (*bq_process_fn)(void *arg, const struct bq_job *job, struct bq_result *result);
 
-/* Called from the worker's maintenance thread (or from bq_worker_stop) when a job in flight is
- * no longer ours: its lock expired or was taken, or the job was handed back at shutdown. The
- * job's finish will be refused, so the processor should stop working on it. job is borrowed;
- * the processor's callback for it may still be running. */
+/* Called from the worker's maintenance thread (or from bq_worker_stop), at most once per job and
+ * only while its processor runs, when the job is no longer ours: its lock expired or was taken,
+ * or the job was handed back at shutdown. Its outcome will not be recorded, so the processor
+ * should stop working on it. job is borrowed; the processor's callback for it is still
+ * running, or about to return. Once the processor has returned, the finish's own lock check
+ * decides, and a refusal is counted in bq_worker_stats.lost. It runs under the worker's lock:
+ * it must be quick and must not call bq_worker_* (bq_job_lock_lost is fine). */
 typedef void (*bq_lock_lost_fn)(void *arg, const struct bq_job *job);
 
 struct bq_worker_opts {
@@ -215,11 +218,13 @@ struct bq_worker;
 int bq_worker_new(const struct bq_worker_opts *opts, struct bq_worker **out, struct fl_err *err);
 
 /* Graceful stop: no slot fetches again, jobs in flight get up to grace_ms to finish, then every
- * job still running is handed back to the head of `wait` at once (lock_lost is called for each)
- * so another worker runs it without waiting for the lock to expire. Blocks for at most about
- * grace_ms plus one Redis round trip. Returns how many jobs were handed back. Processors still
- * running after that must be made to return (for instance by killing their engines) before
- * bq_worker_free. Calling it twice is harmless. */
+ * job whose processor is still running is handed back to the head of `wait` at once (lock_lost
+ * is called for each) so another worker runs it without waiting for the lock to expire. A job
+ * whose processor has returned is not handed back: the stop waits for its outcome to be
+ * recorded. Blocks for about grace_ms plus one Redis round trip (while Redis is away, for at
+ * most the lock duration or 15 s more). Returns how many jobs were handed back. Processors
+ * still running after that must be made to return (for instance by killing their engines)
+ * before bq_worker_free. Calling it twice is harmless. */
 int bq_worker_stop(struct bq_worker *w, int grace_ms);
 
 /* Stops (grace 0) if needed, waits for every thread, and frees. NULL is a no-op. */

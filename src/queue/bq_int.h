@@ -28,6 +28,9 @@ enum bq_script {
 	BQ_LUA_COUNT_, /* number of scripts */
 };
 
+/* The script's name, the file src/queue/lua/<name>.lua; NULL outside the enum. */
+const char *bq_script_name(enum bq_script s);
+
 /* One synchronous hiredis connection that reconnects on demand. Not thread-safe: each thread
  * owns its own. */
 struct bq_conn {
@@ -37,6 +40,8 @@ struct bq_conn {
 	int timeout_ms;      /* per command; 0 = none (blocking connections) */
 	char sha[BQ_LUA_COUNT_][41];
 	bool loaded[BQ_LUA_COUNT_];
+	bool transient;      /* the last command failed in a way that may pass if sent again:
+			      * see bq_conn_cmd */
 };
 
 /* Parses url and connects. Returns 0 or FL_ECONFIG / FL_EREDIS. */
@@ -47,9 +52,16 @@ void bq_conn_release(struct bq_conn *c);
 int bq_conn_ensure(struct bq_conn *c, struct fl_err *err);
 /* Drops the connection; the next call reconnects. */
 void bq_conn_drop(struct bq_conn *c);
+/* Whether an error reply's text (without its leading '-') names a condition that passes: see
+ * bq_conn_cmd. */
+bool bq_reply_transient(const char *error_text);
 
 /* Runs a command. Returns 0 and sets *reply (caller frees with freeReplyObject), or FL_EREDIS on
- * an I/O error (the connection is dropped) or on an error reply (err carries its text). */
+ * an I/O error (the connection is dropped) or on an error reply (err carries its text, *reply
+ * the reply). After a failure c->transient tells whether sending the same command again may
+ * succeed: true for I/O errors and for the replies of a server that is starting, busy or
+ * failing over (LOADING, BUSY, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, READONLY, OOM), false for an
+ * error that the same command would get again. */
 int bq_conn_cmd(struct bq_conn *c, int argc, const char **argv, const size_t *argvlen,
 		redisReply **reply, struct fl_err *err);
 /* EVALSHA of script with KEYS[1] = key prefix and the given ARGV; loads the script on first use
@@ -70,6 +82,13 @@ char *bq_client_name(const char *prefix, const char *queue);
 void bq_opts_json(struct fl_buf *b, const struct bq_job_opts *o);
 /* Reads removeOnComplete/removeOnFail from a parsed opts value (absent: BQ_KEEP_DEFAULT). */
 void bq_keep_from_json(const json_t *v, struct bq_keep *k);
+/* Reads opts.backoff in the forms BullMQ accepts: a number (a fixed delay in ms) or
+ * {"type","delay"}, where a type other than "exponential" counts as fixed. Absent or null: no
+ * backoff. A negative delay counts as 0. */
+void bq_backoff_from_json(const json_t *v, enum bq_backoff_type *type, int64_t *delay_ms);
+/* The delay in ms before the retry-th retry (1 after the first failure) with BullMQ's built-in
+ * strategies: fixed waits delay_ms every time, exponential 2^(retry-1) * delay_ms. */
+int64_t bq_backoff_delay(enum bq_backoff_type type, int64_t delay_ms, int retry);
 /* Resolves job and worker retention into the finish script's (count, age) pair: count -1 keeps
  * all, 0 deletes the job; age -1 means no age limit. */
 void bq_keep_resolve(const struct bq_keep *job, const struct bq_keep *worker, int64_t *count,

@@ -37,6 +37,11 @@ static const char *const script_names[BQ_LUA_COUNT_] = {
 	[BQ_LUA_LOG] = "log",
 };
 
+const char *bq_script_name(enum bq_script s)
+{
+	return s >= 0 && s < BQ_LUA_COUNT_ ? script_names[s] : NULL;
+}
+
 /* Full text of each script: lib.lua, then the script itself. Built once, never freed. */
 static char *script_text[BQ_LUA_COUNT_];
 static size_t script_len[BQ_LUA_COUNT_];
@@ -156,6 +161,11 @@ int bq_redis_addr_parse(const char *url, struct bq_redis_addr *a, struct fl_err 
 			a->password = pct_decode(p, (size_t)(at - p));
 		}
 		p = at + 1;
+		/* "redis://:@host": no password, not an empty one (ioredis sends no AUTH either) */
+		if (a->password && !a->password[0]) {
+			fl_free(a->password);
+			a->password = NULL;
+		}
 	}
 	const char *hend = end;
 	const char *colon = NULL;
@@ -290,6 +300,8 @@ int bq_conn_ensure(struct bq_conn *c, struct fl_err *err)
 		bq_conn_drop(c);
 	if (c->ctx)
 		return 0;
+	/* a server that cannot be reached now may be reachable later */
+	c->transient = true;
 	struct timeval tv = { .tv_sec = 5, .tv_usec = 0 };
 	if (c->addr.path)
 		c->ctx = redisConnectUnixWithTimeout(c->addr.path, tv);
@@ -336,10 +348,26 @@ int bq_conn_ensure(struct bq_conn *c, struct fl_err *err)
 	return 0;
 }
 
+bool bq_reply_transient(const char *text)
+{
+	/* A restarted server answers LOADING until its data is read back; BUSY while another
+	 * script runs past busy-reply-threshold; READONLY from a replica that was the primary
+	 * before a failover; OOM under noeviction until memory is freed. None of these is an
+	 * answer about the command itself. */
+	static const char *const prefixes[] = { "LOADING",     "BUSY ",    "TRYAGAIN",
+						"MASTERDOWN",  "CLUSTERDOWN", "READONLY",
+						"OOM",         NULL };
+	for (const char *const *p = prefixes; *p; p++)
+		if (!strncmp(text, *p, strlen(*p)))
+			return true;
+	return false;
+}
+
 int bq_conn_cmd(struct bq_conn *c, int argc, const char **argv, const size_t *argvlen,
 		redisReply **reply, struct fl_err *err)
 {
 	*reply = NULL;
+	c->transient = true;
 	int rc = bq_conn_ensure(c, err);
 	if (rc)
 		return rc;
@@ -353,9 +381,14 @@ int bq_conn_cmd(struct bq_conn *c, int argc, const char **argv, const size_t *ar
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		fl_err_set(err, FL_EREDIS, "Redis error: %s", r->str);
+		c->transient = bq_reply_transient(r->str);
+		/* a replica will not become writable: find the primary again */
+		if (!strncmp(r->str, "READONLY", 8))
+			bq_conn_drop(c);
 		*reply = r; /* the caller may want to look at it (NOSCRIPT) */
 		return FL_EREDIS;
 	}
+	c->transient = false;
 	*reply = r;
 	return 0;
 }
@@ -387,10 +420,13 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 		 const char **argv, const size_t *argvlen, redisReply **reply, struct fl_err *err)
 {
 	*reply = NULL;
-	const char *stack_av[24];
-	size_t stack_al[24];
-	const char **av = argc + 3 <= 24 ? stack_av : fl_malloc(sizeof(*av) * (size_t)(argc + 3));
-	size_t *al = argc + 3 <= 24 ? stack_al : fl_malloc(sizeof(*al) * (size_t)(argc + 3));
+	/* EVALSHA, sha, numkeys and the key prefix come before the script's own arguments */
+	enum { HEAD = 4, STACK_ARGS = 24 };
+	const char *stack_av[STACK_ARGS];
+	size_t stack_al[STACK_ARGS];
+	bool on_stack = argc + HEAD <= STACK_ARGS;
+	const char **av = on_stack ? stack_av : fl_malloc(sizeof(*av) * (size_t)(argc + HEAD));
+	size_t *al = on_stack ? stack_al : fl_malloc(sizeof(*al) * (size_t)(argc + HEAD));
 	int rc = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if ((rc = bq_conn_ensure(c, err)))
@@ -406,10 +442,10 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 		av[3] = key_prefix;
 		al[3] = strlen(key_prefix);
 		for (int i = 0; i < argc; i++) {
-			av[4 + i] = argv[i];
-			al[4 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+			av[HEAD + i] = argv[i];
+			al[HEAD + i] = argvlen ? argvlen[i] : strlen(argv[i]);
 		}
-		rc = bq_conn_cmd(c, argc + 4, av, al, reply, err);
+		rc = bq_conn_cmd(c, argc + HEAD, av, al, reply, err);
 		if (rc && *reply && !strncmp((*reply)->str, "NOSCRIPT", 8)) {
 			/* Redis restarted or SCRIPT FLUSH: load again and retry once. */
 			freeReplyObject(*reply);
@@ -421,7 +457,7 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 			fl_err_prefix(err, "script '%s'", script_names[s]);
 		break;
 	}
-	if (av != stack_av) {
+	if (!on_stack) {
 		fl_free(av);
 		fl_free(al);
 	}

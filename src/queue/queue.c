@@ -10,6 +10,7 @@
 #include "core/time.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,40 @@ void bq_keep_from_json(const json_t *v, struct bq_keep *k)
 		if (json_is_number(a))
 			k->age_s = (int64_t)json_number_value(a);
 	}
+}
+
+void bq_backoff_from_json(const json_t *v, enum bq_backoff_type *type, int64_t *delay_ms)
+{
+	*type = BQ_BACKOFF_NONE;
+	*delay_ms = 0;
+	if (json_is_number(v)) {
+		*type = BQ_BACKOFF_FIXED;
+		*delay_ms = (int64_t)json_number_value(v);
+	} else if (json_is_object(v)) {
+		const char *t = json_string_value(json_object_get(v, "type"));
+		*type = t && !strcmp(t, "exponential") ? BQ_BACKOFF_EXPONENTIAL : BQ_BACKOFF_FIXED;
+		*delay_ms = (int64_t)json_number_value(json_object_get(v, "delay"));
+	}
+	if (*delay_ms < 0)
+		*delay_ms = 0;
+}
+
+int64_t bq_backoff_delay(enum bq_backoff_type type, int64_t delay_ms, int retry)
+{
+	switch (type) {
+	case BQ_BACKOFF_NONE:
+		return 0;
+	case BQ_BACKOFF_FIXED:
+		return delay_ms;
+	case BQ_BACKOFF_EXPONENTIAL: {
+		/* 2^(retry-1) * delay, as BullMQ's Backoffs.exponential; capped so that the product
+		 * stays an int64 (a delay of centuries is as good as forever) */
+		int n = retry < 1 ? 0 : retry - 1;
+		double d = ldexp((double)delay_ms, n > 62 ? 62 : n);
+		return d >= 9.0e18 ? (int64_t)9e18 : (int64_t)d;
+	}
+	}
+	return 0;
 }
 
 /* BullMQ's getKeepJobs: the job's own option wins over the worker's; absent both, keep all. */

@@ -80,8 +80,13 @@ int bq_server_start(struct bq_server *s, const char *given_dir, struct fl_err *e
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
 			_exit(127);
+		/* Only async-signal-safe calls between fork and exec (another thread may hold the
+		 * stdio or allocator lock), and nothing of ours left open in the server. */
+		closefrom(STDERR_FILENO + 1);
 		execvp("redis-server", argv);
-		fprintf(stderr, "cannot run 'redis-server': %s\n", strerror(errno));
+		static const char msg[] = "cannot run 'redis-server': not found or not executable\n";
+		if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+			_exit(127);
 		_exit(127);
 	}
 	s->pid = pid;

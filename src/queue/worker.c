@@ -5,8 +5,9 @@
  *                hands out "turns" to idle slots (a popped ready marker, a timeout, a due time);
  *   maintenance  renews every lock in flight in one call per tick and runs the stalled check.
  * All shared state sits under w->mu. Redis being away is never fatal: each connection retries
- * with backoff, and a finish whose reply was lost is sent again (the lock check makes a repeat
- * harmless). */
+ * with backoff. A call whose reply was lost is sent again marked as a repeat, and the scripts
+ * recognise their own earlier effect: a finish already recorded is not refused, and a job that
+ * a lost fetch took under our token is handed to us rather than left to stall. */
 #include "queue/bq_int.h"
 
 #include "core/alloc.h"
@@ -55,6 +56,8 @@ struct bq_slot {
 	struct bq_conn conn;
 	struct bq_active active;  /* meaningful while busy */
 	bool busy;                /* under w->mu */
+	bool finishing;           /* under w->mu: the processor returned and the outcome is on its
+				   * way to Redis, whose lock check alone decides whether it counts */
 };
 
 struct bq_worker {
@@ -65,14 +68,15 @@ struct bq_worker {
 	atomic_uint_fast64_t token_seq;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv_slots;  /* idle slots wait here for a turn (realtime clock) */
+	pthread_cond_t cv_slots;  /* idle slots wait here for a turn (monotonic clock) */
 	pthread_cond_t cv_waiter; /* the waiter waits here for an idle slot */
 	pthread_cond_t cv_idle;   /* stop waits here for busy slots (monotonic clock) */
 	pthread_cond_t cv_maint;  /* the maintenance thread sleeps here (monotonic clock) */
 	int idle, turns, busy;
 	int in_transit;           /* slots between a turn and busy/idle: stop waits for these */
 	int64_t next_due_ms;      /* wall ms of the next delayed job or rate-limit end, or 0 */
-	bool stopping, maint_stop, stopped, hard_stop;
+	atomic_bool stopping;     /* written under mu; slots also read it between Redis calls */
+	bool maint_stop, stopped, hard_stop;
 
 	struct bq_slot *slots;
 	pthread_t waiter, maint;
@@ -128,7 +132,7 @@ static void init_cond(pthread_cond_t *cv, clockid_t clock)
 static bool pause_ms(struct bq_worker *w, int64_t ms, bool until_hard_stop)
 {
 	pthread_mutex_lock(&w->mu);
-	struct timespec ts = abs_time(CLOCK_REALTIME, ms);
+	struct timespec ts = abs_time(CLOCK_MONOTONIC, ms);
 	bool stop = until_hard_stop ? w->hard_stop : w->stopping;
 	if (!stop)
 		pthread_cond_timedwait(&w->cv_slots, &w->mu, &ts);
@@ -188,7 +192,9 @@ static bool wait_turn(struct bq_worker *w)
 				ok = true;
 				break;
 			}
-			struct timespec ts = abs_time(CLOCK_REALTIME, w->next_due_ms - now);
+			/* due times are wall clock (BullMQ's); the wait itself is monotonic, so that
+			 * a clock stepped back cannot stretch it */
+			struct timespec ts = abs_time(CLOCK_MONOTONIC, w->next_due_ms - now);
 			pthread_cond_timedwait(&w->cv_slots, &w->mu, &ts);
 		} else {
 			pthread_cond_wait(&w->cv_slots, &w->mu);
@@ -261,14 +267,20 @@ static void *waiter_main(void *arg)
 		char timeout[32];
 		snprintf(timeout, sizeof(timeout), "%.3f", w->o.drain_delay_ms / 1000.0);
 		const char *av[3] = { "BZPOPMIN", w->marker_key, timeout };
-		redisReply *r;
-		rc = bq_conn_cmd(&w->block_conn, 3, av, NULL, &r, &err);
-		if (rc) {
-			freeReplyObject(r);
-			if (w->stopping)
+		/* Not bq_conn_cmd: on an I/O error that would free the context without block_mu,
+		 * while interrupt_waiter may be reading its fd (or shut down a reused fd number).
+		 * Only this thread sends on the context; it is freed under block_mu. */
+		redisReply *r = redisCommandArgv(w->block_conn.ctx, 3, av, NULL);
+		if (!r || r->type == REDIS_REPLY_ERROR) {
+			if (w->stopping) {
+				freeReplyObject(r);
 				break;
+			}
 			fl_warn(COMPONENT, "queue '%s': waiting for jobs: %s; retrying", w->queue,
-				err.msg);
+				r ? r->str
+				  : w->block_conn.ctx->errstr[0] ? w->block_conn.ctx->errstr
+								 : "connection closed");
+			freeReplyObject(r);
 			pthread_mutex_lock(&w->block_mu);
 			bq_conn_drop(&w->block_conn);
 			pthread_mutex_unlock(&w->block_mu);
@@ -337,20 +349,23 @@ static bool fetch(struct bq_slot *s, struct fetched *out, char token[64])
 {
 	struct bq_worker *w = s->w;
 	int64_t backoff = 0;
+	bool repeat = false;
 	out->owner = NULL;
 	out->job = NULL;
+	new_token(w, token);
 	for (;;) {
 		if (w->stopping)
 			return false;
 		char now[24], lock_ms[16];
 		snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
 		snprintf(lock_ms, sizeof(lock_ms), "%d", w->o.lock_duration_ms);
-		new_token(w, token);
-		const char *av[4] = { now, token, lock_ms, w->worker_name };
+		/* A repeat keeps the token: a job the lost call took is recognised by it. */
+		const char *av[5] = { now, token, lock_ms, w->worker_name, repeat ? "1" : "0" };
 		redisReply *r;
 		struct fl_err err = { 0 };
-		int rc = bq_conn_eval(&s->conn, BQ_LUA_FETCH, w->kp, 4, av, NULL, &r, &err);
+		int rc = bq_conn_eval(&s->conn, BQ_LUA_FETCH, w->kp, 5, av, NULL, &r, &err);
 		if (rc) {
+			repeat = true;
 			fl_warn(COMPONENT, "queue '%s' slot %d: fetch: %s; retrying", w->queue, s->index,
 				err.msg);
 			backoff = next_backoff(backoff);
@@ -411,18 +426,7 @@ static char *load_job(struct bq_worker *w, struct bq_active *a, const redisReply
 	a->keep_logs = (int)json_integer_value(json_object_get(o, "kl"));
 	bq_keep_from_json(json_object_get(o, "removeOnComplete"), &a->keep_complete);
 	bq_keep_from_json(json_object_get(o, "removeOnFail"), &a->keep_fail);
-	json_t *backoff = json_object_get(o, "backoff");
-	a->backoff_type = BQ_BACKOFF_NONE;
-	a->backoff_delay_ms = 0;
-	if (json_is_number(backoff)) {
-		a->backoff_type = BQ_BACKOFF_FIXED;
-		a->backoff_delay_ms = (int64_t)json_number_value(backoff);
-	} else if (json_is_object(backoff)) {
-		const char *type = json_string_value(json_object_get(backoff, "type"));
-		a->backoff_type = type && !strcmp(type, "exponential") ? BQ_BACKOFF_EXPONENTIAL
-								       : BQ_BACKOFF_FIXED;
-		a->backoff_delay_ms = (int64_t)json_number_value(json_object_get(backoff, "delay"));
-	}
+	bq_backoff_from_json(json_object_get(o, "backoff"), &a->backoff_type, &a->backoff_delay_ms);
 
 	if (defa && defa->type == REDIS_REPLY_STRING)
 		return fl_strdup(defa->str);
@@ -445,42 +449,29 @@ static void unload_job(struct bq_active *a)
 	a->job.data = a->job.opts = NULL;
 }
 
-/* The delay before retry n (n = attempts made so far + 1), BullMQ's built-in strategies. */
-static int64_t retry_delay(const struct bq_active *a)
-{
-	switch (a->backoff_type) {
-	case BQ_BACKOFF_NONE:
-		return 0;
-	case BQ_BACKOFF_FIXED:
-		return a->backoff_delay_ms;
-	case BQ_BACKOFF_EXPONENTIAL: {
-		int n = a->job.attempts_made; /* 2^(retry-1) */
-		if (n > 40)
-			n = 40;
-		return (int64_t)ldexp((double)a->backoff_delay_ms, n);
-	}
-	}
-	return 0;
-}
-
-/* Sends a finish or retry script until Redis answers, or the job is no longer ours. */
+/* Sends a finish or retry script until Redis answers, or the job is no longer ours. A failure
+ * that may pass (a dropped connection, a server still loading its data after a restart) is
+ * retried with backoff; giving up would leave the job active under a lock nobody renews, and
+ * the stalled check would hand it to a second run. After the first failure av[repeat_arg] is
+ * set to "1": the script may have run without its reply reaching us. */
 static int send_until_answered(struct bq_slot *s, enum bq_script script, int argc,
-			       const char **av, const size_t *al, redisReply **reply)
+			       const char **av, int repeat_arg, redisReply **reply)
 {
 	struct bq_worker *w = s->w;
 	int64_t backoff = 0;
 	for (;;) {
 		struct fl_err err = { 0 };
-		int rc = bq_conn_eval(&s->conn, script, w->kp, argc, av, al, reply, &err);
+		int rc = bq_conn_eval(&s->conn, script, w->kp, argc, av, NULL, reply, &err);
 		if (!rc)
 			return 0;
-		bool io = s->conn.ctx == NULL;
+		bool again = s->conn.transient;
 		fl_warn(COMPONENT, "queue '%s' job '%s': cannot record the outcome: %s%s", w->queue,
-			s->active.job.id, err.msg, io ? "; retrying" : "");
-		if (!io)
-			return rc; /* an error reply will not change on retry; the job will stall */
+			s->active.job.id, err.msg, again ? "; retrying" : "");
+		if (!again)
+			return rc; /* the same call would fail the same way; the job will stall */
 		if (atomic_load(&s->active.lost))
-			return rc;
+			return rc; /* lost before it finished: the finish would be refused */
+		av[repeat_arg] = "1";
 		backoff = next_backoff(backoff);
 		if (!pause_ms(w, backoff, true))
 			return rc;
@@ -496,6 +487,13 @@ static void count_refusal(struct bq_worker *w, const char *id, long long code)
 		: code == -2 ? "lock missing"
 		: code == -6 ? "lock taken"
 			     : "job not active");
+}
+
+static void note_recorded_before(struct bq_worker *w, const char *id)
+{
+	fl_info(COMPONENT,
+		"queue '%s' job '%s': the outcome had been recorded before its reply was lost",
+		w->queue, id);
 }
 
 /* Runs one fetched job to its end. *next receives the job fetched by the finish, if any. */
@@ -525,6 +523,13 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	} else {
 		w->o.process(w->o.arg, &a->job, &res);
 	}
+	/* Under w->mu, so that a job is either being finished or marked lost (by a renewal, or
+	 * handed back by bq_worker_stop), never both: a finish racing a hand-back could record
+	 * an outcome for a job that is already queued for another run. */
+	pthread_mutex_lock(&w->mu);
+	bool lost = atomic_load(&a->lost);
+	s->finishing = !lost;
+	pthread_mutex_unlock(&w->mu);
 
 	char now[24];
 	snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
@@ -533,18 +538,29 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	bool fetch_next = !w->stopping;
 	redisReply *r = NULL;
 	int rc;
-	if (retry) {
-		char delay[24];
-		snprintf(delay, sizeof(delay), "%" PRId64, retry_delay(a));
-		const char *av[7] = { a->job.id, a->token, now, delay,
+	if (lost) {
+		/* the lock is gone: Redis would refuse the outcome (-2/-6) */
+		atomic_fetch_add(&w->n_lost, 1);
+		fl_warn(COMPONENT, "queue '%s' job '%s': outcome not recorded: the lock was lost",
+			w->queue, a->job.id);
+	} else if (retry) {
+		char delay[24], atm_after[16];
+		snprintf(delay, sizeof(delay), "%" PRId64,
+			 bq_backoff_delay(a->backoff_type, a->backoff_delay_ms,
+					  a->job.attempts_made + 1));
+		snprintf(atm_after, sizeof(atm_after), "%d", a->job.attempts_made + 1);
+		const char *av[9] = { a->job.id, a->token, now, delay,
 				      res.failed_reason ? res.failed_reason : "", "[]",
-				      a->lifo ? "1" : "0" };
-		rc = send_until_answered(s, BQ_LUA_RETRY, 7, av, NULL, &r);
+				      a->lifo ? "1" : "0", "0", atm_after };
+		rc = send_until_answered(s, BQ_LUA_RETRY, 9, av, 7, &r);
 		if (!rc) {
-			if (r->type == REDIS_REPLY_INTEGER && r->integer < 0)
+			if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
 				count_refusal(w, a->job.id, r->integer);
-			else
+			} else {
 				atomic_fetch_add(&w->n_retried, 1);
+				if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+					note_recorded_before(w, a->job.id);
+			}
 		}
 	} else {
 		char *value;
@@ -563,7 +579,7 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		snprintf(attempts, sizeof(attempts), "%d", a->job.attempts);
 		snprintf(lock_ms, sizeof(lock_ms), "%d", w->o.lock_duration_ms);
 		new_token(w, next_token);
-		const char *av[13] = {
+		const char *av[14] = {
 			a->job.id,
 			a->token,
 			now,
@@ -578,8 +594,9 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 			next_token,
 			lock_ms,
 			w->worker_name,
+			"0", /* not a repeat */
 		};
-		rc = send_until_answered(s, BQ_LUA_FINISH, 13, av, NULL, &r);
+		rc = send_until_answered(s, BQ_LUA_FINISH, 14, av, 13, &r);
 		free(value);
 		if (!rc && r->type == REDIS_REPLY_ARRAY && r->elements >= 1) {
 			long long code = r->element[0]->integer;
@@ -587,6 +604,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 				count_refusal(w, a->job.id, code);
 			} else {
 				atomic_fetch_add(completed ? &w->n_completed : &w->n_failed, 1);
+				if (code == 1)
+					note_recorded_before(w, a->job.id);
 				if (r->elements == 2 && is_job(r->element[1])) {
 					next->owner = r;
 					next->job = r->element[1];
@@ -604,6 +623,7 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	pthread_mutex_lock(&w->mu);
 	unload_job(a);
 	s->busy = false;
+	s->finishing = false;
 	w->busy--;
 	if (next->owner)
 		w->in_transit++;
@@ -661,13 +681,14 @@ struct lock_ref {
 	char token[64];
 };
 
-/* Collects (id, token) of every job in flight whose lock we still believe we hold. */
-static int collect_locks(struct bq_worker *w, struct lock_ref *refs)
+/* Collects (id, token) of every job in flight whose lock we still believe we hold, under w->mu.
+ * Jobs whose outcome is being recorded are left out unless with_finishing. */
+static int collect_locks(struct bq_worker *w, struct lock_ref *refs, bool with_finishing)
 {
 	int n = 0;
 	for (int i = 0; i < w->o.concurrency; i++) {
 		struct bq_slot *s = &w->slots[i];
-		if (!s->busy || atomic_load(&s->active.lost))
+		if (!s->busy || atomic_load(&s->active.lost) || (s->finishing && !with_finishing))
 			continue;
 		snprintf(refs[n].id, sizeof(refs[n].id), "%s", s->active.job.id);
 		snprintf(refs[n].token, sizeof(refs[n].token), "%s", s->active.token);
@@ -676,12 +697,15 @@ static int collect_locks(struct bq_worker *w, struct lock_ref *refs)
 	return n;
 }
 
-/* Marks the job with this id and token lost, under w->mu. */
+/* Marks the job with this id and token lost, under w->mu. A job whose outcome is on its way is
+ * not: its finish may be what removed the lock a renewal found missing, and the finish's own
+ * lock check gives the verdict (count_refusal). */
 static void mark_lost(struct bq_worker *w, const char *id, const char *token)
 {
 	for (int i = 0; i < w->o.concurrency; i++) {
 		struct bq_slot *s = &w->slots[i];
-		if (!s->busy || strcmp(s->active.token, token) || strcmp(s->active.job.id, id))
+		if (!s->busy || s->finishing || strcmp(s->active.token, token) ||
+		    strcmp(s->active.job.id, id))
 			continue;
 		if (atomic_exchange(&s->active.lost, true))
 			return;
@@ -693,8 +717,9 @@ static void mark_lost(struct bq_worker *w, const char *id, const char *token)
 
 static int renew_locks(struct bq_worker *w, struct lock_ref *refs, const char **av)
 {
+	/* A job being finished keeps its lock renewed: that finish may be waiting out an outage. */
 	pthread_mutex_lock(&w->mu);
-	int n = collect_locks(w, refs);
+	int n = collect_locks(w, refs, true);
 	pthread_mutex_unlock(&w->mu);
 	if (n == 0)
 		return 0;
@@ -858,7 +883,7 @@ int bq_worker_new(const struct bq_worker_opts *opts, struct bq_worker **out, str
 	fl_uuid4(w->token_base);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_mutex_init(&w->block_mu, NULL);
-	init_cond(&w->cv_slots, CLOCK_REALTIME);
+	init_cond(&w->cv_slots, CLOCK_MONOTONIC);
 	init_cond(&w->cv_waiter, CLOCK_REALTIME);
 	init_cond(&w->cv_idle, CLOCK_MONOTONIC);
 	init_cond(&w->cv_maint, CLOCK_MONOTONIC);
@@ -934,11 +959,14 @@ int bq_worker_stop(struct bq_worker *w, int grace_ms)
 		pthread_join(w->maint, NULL);
 		w->maint_started = false;
 	}
+	/* maint_conn is ours from here on */
 
-	/* Jobs still running are handed back now; their own finish will be refused. */
+	/* Jobs still running are handed back now; their own finish will be refused. A job whose
+	 * processor has returned is not: its outcome is being recorded, and handing it back would
+	 * run it a second time. */
 	pthread_mutex_lock(&w->mu);
 	struct lock_ref *refs = fl_calloc((size_t)w->o.concurrency, sizeof(*refs));
-	int n = collect_locks(w, refs);
+	int n = collect_locks(w, refs, false);
 	for (int i = 0; i < n; i++)
 		mark_lost(w, refs[i].id, refs[i].token);
 	pthread_mutex_unlock(&w->mu);
@@ -965,7 +993,21 @@ int bq_worker_stop(struct bq_worker *w, int grace_ms)
 				w->queue, handed);
 	}
 	fl_free(refs);
+	/* Outcomes on their way take a Redis round trip; wait for them so that the stats and the
+	 * count returned are whole. Past the lock duration they would be refused anyway, and a
+	 * Redis that stays away must not hold the stop for long. */
 	pthread_mutex_lock(&w->mu);
+	int64_t finish_deadline =
+		fl_mono_ms() + (w->o.lock_duration_ms < 15000 ? w->o.lock_duration_ms : 15000);
+	while (fl_mono_ms() < finish_deadline) {
+		bool finishing = false;
+		for (int i = 0; i < w->o.concurrency; i++)
+			finishing |= w->slots[i].busy && w->slots[i].finishing;
+		if (!finishing)
+			break;
+		struct timespec ts = abs_time(CLOCK_MONOTONIC, 100);
+		pthread_cond_timedwait(&w->cv_idle, &w->mu, &ts);
+	}
 	w->stopped = true;
 	pthread_mutex_unlock(&w->mu);
 	return handed + atomic_load(&w->n_handed_back);

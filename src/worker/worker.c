@@ -115,6 +115,7 @@ struct wk_worker {
 	struct slot *slots;
 	int n_slots;
 	atomic_int stopping;        /* hard stop: abandon retries to the app */
+	atomic_int stop_requested;  /* wk_worker_stop began: a job lost from now on was handed back */
 	/* FLOWD_BENCH_NO_CHECKPOINT=1: engines wait for no checkpoint, so nothing is durable
 	 * before a run ends. Only bench/durability.sh sets it, to measure what durability costs. */
 	int no_checkpoint;
@@ -169,6 +170,7 @@ struct job_run {
 	char path[128];
 	json_t *pending;  /* [{path, record}] not yet posted */
 	json_t *replayed; /* [path] the engine reused and that were not posted yet */
+	json_t *op;       /* the operation sent to the engine, kept to send it again */
 	json_t *waitpoint;
 	json_t *running;  /* paths of the steps started and not finished, innermost last */
 	const json_t *flow_version; /* borrowed from the start context */
@@ -628,16 +630,36 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	if (w->no_checkpoint)
 		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
 	wk_proc_peak_reset(&s->engine);
-	if (reply_engine(s, op)) {
-		drop_engine(s, 1, NULL);
-		return status_result(r, "INTERNAL_ERROR", "engine went away before the run started");
-	}
+	r->op = op;
+	/* Whether the engine said anything about this operation yet: until it does, it has
+	 * started no step, so nothing of the run has happened. */
+	int heard = 0, restarted = 0;
+	int sent = reply_engine(s, json_incref(op));
 	for (;;) {
 		char *line = NULL;
-		int rc = wk_proc_recv(&s->engine, deadline, &line);
+		int rc = sent ? sent : wk_proc_recv(&s->engine, deadline, &line);
+		sent = 0;
 		if (rc) {
 			struct wk_exit ex;
 			drop_engine(s, 1, &ex);
+			if (!heard && !restarted && rc != FL_ETIMEOUT && rc != FL_ELIMIT &&
+			    !ex.memory_exceeded && !give_up(r)) {
+				/* A kept engine that died while idle (killed, out of memory between
+				 * jobs) refuses the operation, or dies before it starts on it: a
+				 * fresh engine takes the operation, so that the death does not cost
+				 * the job one of its attempts. Once only: an operation that kills
+				 * engines by itself ends the attempt. */
+				restarted = 1;
+				fl_warn("worker", "run '%s': the slot's engine died before it started the "
+					"run; a fresh one runs it", r->run_id);
+				if (ensure_engine(r, &err)) {
+					drop_engine(s, 1, NULL);
+					return status_result(r, "INTERNAL_ERROR", err.msg);
+				}
+				snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
+				sent = reply_engine(s, json_incref(op));
+				continue;
+			}
 			if (give_up(r))
 				return NULL;
 			json_t *res;
@@ -662,6 +684,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		}
 		json_t *ev = json_loads(line, 0, NULL);
 		fl_free(line);
+		heard = 1;
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		if (!type) {
 			json_decref(ev);
@@ -811,7 +834,9 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		json_t *res = drive_engine(&r, ctx, deadline);
 		if (res) {
 			finish_run(&r, res, result);
-		} else if (atomic_load(&w->stopping)) {
+		} else if (atomic_load(&w->stop_requested)) {
+			/* Not w->stopping: that is set once the hand-back is over, and the slot may
+			 * see its engine die before then. */
 			result->outcome = BQ_FAILED;
 			result->failed_reason = fl_asprintf("worker stopped while running '%s'", run_id);
 			handed_back(&r);
@@ -831,6 +856,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 	json_decref(r.pending);
 	json_decref(r.replayed);
 	json_decref(r.running);
+	json_decref(r.op);
 	json_decref(r.waitpoint);
 	fl_free(token);
 }
@@ -983,6 +1009,7 @@ int wk_worker_stop(struct wk_worker *w, int grace_ms)
 {
 	if (!w || !w->queue)
 		return 0;
+	atomic_store(&w->stop_requested, 1);
 	int handed_back = bq_worker_stop(w->queue, grace_ms);
 	/* Jobs handed back are no longer ours: their engines stop, their slots return. */
 	atomic_store(&w->stopping, 1);

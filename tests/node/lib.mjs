@@ -21,6 +21,38 @@ export const FLOWD = process.env.FLOWD || join(BUILD, 'flowd');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Servers and workers started here die with this process (PR_SET_PDEATHSIG through setpriv),
+// so that a test run killed at its timeout leaves no redis-server or worker behind.
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+export function spawnGuarded(cmd, args, opts) {
+  if (!SETPRIV) return spawn(cmd, args, opts);
+  return spawn(SETPRIV, ['--pdeathsig', 'KILL', cmd, ...args], opts);
+}
+
+// Resolves p, or fails with `what` after timeoutMs: a deadline that names what never came,
+// instead of a test that hangs until the runner kills the whole suite.
+export async function within(what, p, timeoutMs) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+  });
+  try { return await Promise.race([p, deadline]); } finally { clearTimeout(timer); }
+}
+
+// How late this process's timers fire while the machine is loaded: a 10 ms interval timer that
+// records its worst delay. stop() returns that delay in ms. Tests that check a time window
+// widen it by this much, and by no more: on a quiet machine it is a millisecond or two.
+export function schedulingLag() {
+  let worst = 0;
+  let last = performance.now();
+  const t = setInterval(() => {
+    const now = performance.now();
+    worst = Math.max(worst, now - last - 10);
+    last = now;
+  }, 10);
+  return { stop() { clearInterval(t); return Math.ceil(worst); } };
+}
+
 export async function waitFor(what, fn, timeoutMs = 10000, stepMs = 20) {
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -39,18 +71,22 @@ export class Redis {
     this.url = `unix://${this.sock}`;
     this.aof = aof;
   }
+  // Resolves once the server answers PING, which a server still loading its data refuses
+  // (LOADING). ioredis's own ready check is off: it would wait for loading in steps of up to
+  // 10 s, and a restart would look that much longer than it is.
   async start() {
     const args = ['--port', '0', '--unixsocket', this.sock, '--dir', this.dir, '--save', '',
       '--appendonly', this.aof ? 'yes' : 'no', '--appendfsync', 'always', '--loglevel', 'warning'];
-    this.proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    this.proc = spawnGuarded('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
     await waitFor('redis-server', async () => {
+      if (this.proc.exitCode !== null) throw new Error(`redis-server exited (${this.proc.exitCode})`);
       if (!existsSync(this.sock)) return false;
       const c = new IORedis({ path: this.sock, lazyConnect: true, maxRetriesPerRequest: 0,
-        retryStrategy: () => null });
+        enableReadyCheck: false, retryStrategy: () => null });
       c.on('error', () => {});
       try { await c.connect(); return (await c.ping()) === 'PONG'; } catch { return false; }
       finally { c.disconnect(); }
-    });
+    }, 30000);
   }
   async kill(signal = 'SIGKILL') {
     if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode) return;
@@ -77,7 +113,7 @@ export class OurWorker {
   constructor(redis, queue, args = []) {
     this.out = '';
     this.err = '';
-    this.proc = spawn(BQTOOL, ['work', redis.url, queue, ...args],
+    this.proc = spawnGuarded(BQTOOL, ['work', redis.url, queue, ...args],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout.on('data', (d) => { this.out += d; });
     this.proc.stderr.on('data', (d) => { this.err += d; });
@@ -85,10 +121,11 @@ export class OurWorker {
     this.exited = once(this.proc, 'close');
   }
   async ready() {
+    // a start-up deadline only: a loaded machine may take seconds to spawn and connect
     await waitFor('our worker to connect', () => {
       if (this.proc.exitCode !== null) throw new Error(`worker exited: ${this.err}`);
       return this.out.includes('ready\n');
-    });
+    }, 30000);
     return this;
   }
   async stop(signal = 'SIGTERM') {

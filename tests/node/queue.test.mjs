@@ -3,10 +3,11 @@
 // queue-bullmq5; every test has its own queue on one private redis-server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   bullmq, BULLMQ_VERSION, Redis, OurWorker, ourWorker, ourAdd, flowdQueue, invocations,
-  qname, sleep, waitFor,
+  qname, sleep, waitFor, within, schedulingLag, spawnGuarded,
 } from './lib.mjs';
 
 const { Queue, QueueEvents, Worker } = bullmq;
@@ -132,22 +133,32 @@ test('3. ordering: delayed jobs on time, priorities beat plain jobs, lifo', asyn
   assert.deepEqual((await invocations(inv)).map((i) => i.id),
     ['l2', 'l1', 'w1', 'w2', 'p1', 'p2', 'p3']);
 
-  // delayed: one from Node, one from us, both run within 100 ms of their due time
+  // delayed: one from Node, one from us, both run within 100 ms of their due time. A loaded
+  // machine delays every process's wake-ups; the window grows by the delay this process's own
+  // timers see meanwhile, so that it stays 100 ms on a quiet machine and never flakes on a
+  // busy one. A worker that missed the due time and woke on its drain delay would be seconds
+  // late either way.
   const ev = await mkEvents(name);
   const done = new Map();
   ev.on('completed', ({ jobId }) => done.set(jobId, Date.now()));
-  const t0 = Date.now();
   await q.add('d', {}, { delay: 1200, jobId: 'dn' });
   ourAdd(redis, name, 'd', {}, { delay: 700, jobId: 'dc' });
-  await waitFor('delayed jobs', () => done.size === 2, 5000, 5);
+  const lag = schedulingLag(); // from here: the add above blocks this process by design
+  await waitFor('delayed jobs', () => done.size === 2, 15000, 5);
+  const slack = lag.stop();
+  const ran = {};
+  const due = {};
   for (const id of ['dn', 'dc']) {
     const j = await q.getJob(id);
-    const due = j.timestamp + j.opts.delay;
-    assert.ok(j.processedOn >= due, `${id} ran early by ${due - j.processedOn} ms`);
-    assert.ok(j.processedOn - due <= 100, `${id} ran ${j.processedOn - due} ms late`);
+    due[id] = j.timestamp + j.opts.delay;
+    ran[id] = j.processedOn;
+    assert.ok(j.processedOn >= due[id], `${id} ran early by ${due[id] - j.processedOn} ms`);
+    assert.ok(j.processedOn - due[id] <= 100 + slack,
+      `${id} ran ${j.processedOn - due[id]} ms late (timers here ran up to ${slack} ms late)`);
   }
-  assert.ok(done.get('dc') < done.get('dn'));
-  assert.ok(done.get('dc') - t0 >= 690);
+  // in the order they came due (usually dc first; the add of dc may come late on a busy machine)
+  const [first, second] = due.dc <= due.dn ? ['dc', 'dn'] : ['dn', 'dc'];
+  assert.ok(ran[first] <= ran[second], `${first} due first but ran after ${second}`);
   await w.stop();
 });
 
@@ -202,21 +213,31 @@ test('5a. our worker SIGKILLed mid-job: a Node worker, or a second flowd worker,
     const job = await q.add('x', { sleep: 30000, return: 'first' });
     await waitFor('our worker to take the job', async () => (await q.getJob(job.id)).processedOn);
     await first.stop('SIGKILL');
+    // Nobody may run the job before its lock expires, so the data the successor sees can be
+    // changed now, before the successor starts: after, it could already have taken the job.
+    const c = redis.client();
+    await c.hset(`bull:${name}:${job.id}`, 'data', '{"return":"second"}');
+    const lockGone = Date.now() + Math.max(await c.pttl(`bull:${name}:${job.id}:lock`), 0);
     const completed = new Promise((r) => ev.on('completed', r));
-    const t0 = Date.now();
+    const lag = schedulingLag();
     if (successor === 'node') {
-      nodeWorker(name, async () => 'second',
-        { lockDuration: 1000, stalledInterval: 500, maxStalledCount: 2 });
+      await nodeWorker(name, async () => 'second',
+        { lockDuration: 1000, stalledInterval: 500, maxStalledCount: 2 }).waitUntilReady();
     } else {
       track(await ourWorker(redis, name, [...SHORT, '--max-stalled', '2']));
-      await redis.client().hset(`bull:${name}:${job.id}`, 'data', '{"return":"second"}');
     }
-    const c = await completed;
-    assert.equal(c.jobId, job.id);
-    assert.equal(c.returnvalue, 'second');
-    assert.ok(Date.now() - t0 < 5000);
+    const ready = Date.now();
+    const done = await within('the successor to complete the job', completed, 30000);
+    const slack = lag.stop();
+    assert.equal(done.jobId, job.id);
+    assert.equal(done.returnvalue, 'second');
     const j = await q.getJob(job.id);
     assert.equal(j.stalledCounter, 1);
+    // Taken over by the stalled check, within about two of its 500 ms intervals of the lock's
+    // expiry (or of the successor's start, if later), not by the successor's 5 s drain delay.
+    const from = Math.max(lockGone, ready);
+    assert.ok(j.processedOn - from < 2500 + slack,
+      `taken over ${j.processedOn - from} ms after the lock expired (timers ${slack} ms late)`);
   }
 });
 
@@ -228,7 +249,7 @@ test('5b. past maxStalledCount the job fails with "job stalled more than allowab
   await waitFor('our worker to take the job', async () => (await q.getJob(job.id)).processedOn);
   await first.stop('SIGKILL');
   const second = track(await ourWorker(redis, name, [...SHORT, '--max-stalled', '0']));
-  await waitFor('the job to fail', async () => (await q.getJob(job.id)).finishedOn, 8000);
+  await waitFor('the job to fail', async () => (await q.getJob(job.id)).finishedOn, 20000);
   const j = await q.getJob(job.id);
   assert.equal(await j.getState(), 'failed');
   assert.equal(j.failedReason, 'job stalled more than allowable limit');
@@ -241,22 +262,27 @@ test('5c. a Node worker killed mid-job is recovered by ours', async () => {
   const name = qname('a5c');
   const q = mkQueue(name);
   const ev = await mkEvents(name);
-  const { spawn } = await import('node:child_process');
   const script = `
     const { Worker } = require(${JSON.stringify(process.env.BULLMQ_PKG || 'bullmq')});
     const w = new Worker(${JSON.stringify(name)}, async () => { console.log('started');
       await new Promise(() => {}); }, { connection: { path: ${JSON.stringify(redis.sock)} },
       lockDuration: 1000, stalledInterval: 500 });`;
-  const child = spawn(process.execPath, ['-e', script], { cwd: process.cwd(),
+  const child = spawnGuarded(process.execPath, ['-e', script], { cwd: process.cwd(),
     stdio: ['ignore', 'pipe', 'inherit'] });
+  // killed by after() too if this test fails: a live child would keep the run from ending
+  track({ stop() { if (child.exitCode === null && !child.signalCode) child.kill('SIGKILL'); } });
   let out = '';
   child.stdout.on('data', (d) => { out += d; });
   const job = await q.add('x', { return: 'recovered' });
-  await waitFor('the node worker to start the job', () => out.includes('started'));
+  // a start-up deadline: loading bullmq in a fresh node takes seconds on a busy machine
+  await waitFor('the node worker to start the job', () => {
+    if (child.exitCode !== null) throw new Error(`node worker exited (${child.exitCode})`);
+    return out.includes('started');
+  }, 60000);
   child.kill('SIGKILL');
   const completed = new Promise((r) => ev.on('completed', r));
   const w = track(await ourWorker(redis, name, SHORT));
-  const c = await completed;
+  const c = await within('our worker to recover the job', completed, 30000);
   assert.equal(c.jobId, job.id);
   assert.equal(c.returnvalue, 'recovered');
   assert.equal((await q.getJob(job.id)).stalledCounter, 1);
@@ -339,26 +365,38 @@ test('8. redis-server restarted in the middle of 5,000 jobs: each completes exac
     for (let i = 0; i < batch.length; i += 1000) await q.addBulk(batch.slice(i, i + 1000));
     await q.close();
     for (const b of batch) ids.push(b.opts.jobId);
-    const w = new OurWorker(r2, name, ['--concurrency', '5', '--lock-ms', '5000',
+    // The lock (BullMQ's 30 s, renewed every 15 s) outlives the outage, so no job may run twice:
+    // a second run would be a lost outcome or a lost fetch, never a lock that expired while
+    // Redis was away. The stalled check runs often, so that a job left behind would show.
+    const w = new OurWorker(r2, name, ['--concurrency', '5', '--lock-ms', '30000',
       '--stalled-ms', '1000', '--invocations', inv]);
     await w.ready();
-    await waitFor('1,000 jobs', async () => (await invocations(inv)).length >= 1000, 30000);
+    await waitFor('1,000 jobs', async () => (await invocations(inv)).length >= 1000, 60000);
+    const killed = Date.now();
     await r2.kill('SIGKILL');
     await sleep(300);
     await r2.start();
+    const outage = Date.now() - killed;
+    assert.ok(outage < 15000, `redis-server took ${outage} ms to come back: longer than the ` +
+      'lock is sure to last, and a second run would be allowed');
     const c = r2.client();
     await waitFor('5,001 completed', async () =>
-      (await c.zcard(`bull:${name}:completed`)) === 5001, 60000, 100);
+      (await c.zcard(`bull:${name}:completed`)) === 5001, 120000, 100);
     const st = await w.stop();
     const calls = await invocations(inv);
     const per = new Map();
     for (const i of calls) per.set(i.id, (per.get(i.id) || 0) + 1);
     const twice = [...per].filter(([, n]) => n > 1);
-    assert.deepEqual(twice, [], 'jobs processed more than once');
+    assert.deepEqual(twice, [], `jobs processed more than once; worker stderr:\n${w.err}`);
     for (const id of ids) assert.equal(per.get(id), 1, `job ${id} invocations`);
     assert.equal(await c.llen(`bull:${name}:active`), 0);
     assert.equal(await c.llen(`bull:${name}:wait`), 0);
-    assert.ok(st.completed >= 5000 - 10);
+    // Every outcome counted once, those whose reply the restart cut off included (the repeat is
+    // recognised, not refused), and no job was left active for the stalled check to requeue
+    // (a fetch whose reply was lost hands its job over on the repeat).
+    assert.equal(st.completed, 5001, `stats ${JSON.stringify(st)}`);
+    assert.equal(st.lost, 0, `stats ${JSON.stringify(st)}`);
+    assert.doesNotMatch(w.err, /stalled: moved back/);
     c.disconnect();
   } finally {
     await r2.stop();
@@ -378,7 +416,7 @@ test('9. bad name or non-JSON data: failed at once with a clear reason; events k
   await c.hset(`bull:${name}:${bad.id}`, 'data', '{"runId": "abc", oops');
   const unknown = await q.add('SOMETHING_ELSE', {}, { attempts: 3 });
   const w = track(await ourWorker(redis, name, ['--names', 'EXECUTE_FLOW']));
-  await waitFor('two failures', () => failures.size === 2, 5000);
+  await waitFor('two failures', () => failures.size === 2, 15000);
   assert.match(failures.get(bad.id), /^job data is not valid JSON: /);
   assert.equal(failures.get(unknown.id), "unknown job name 'SOMETHING_ELSE'");
   // Node's own getJob cannot parse the bad job's data, so read its hash directly
@@ -397,14 +435,24 @@ test('9. bad name or non-JSON data: failed at once with a clear reason; events k
 test('graceful stop hands unfinished jobs straight back to wait', async () => {
   const name = qname('stop');
   const q = mkQueue(name);
-  const w = track(await ourWorker(redis, name, ['--concurrency', '2', '--grace-ms', '300',
-    '--lock-ms', '30000']));
-  const quick = await q.add('x', { sleep: 100, return: 'quick' });
+  // The quick job runs until the test creates a file, just after the stop begins, so that it
+  // is surely in flight then and ends well inside the 1 s grace; the slow one would need a
+  // minute.
+  const grace = 1000;
+  const flag = join(redis.dir, `${name}.go`);
+  const w = track(await ourWorker(redis, name, ['--concurrency', '2', '--grace-ms',
+    String(grace), '--lock-ms', '30000']));
+  const quick = await q.add('x', { wait_file: flag, return: 'quick' });
   const slow = await q.add('x', { sleep: 60000 });
   await waitFor('both active', async () => (await q.getJobCounts('active')).active === 2);
+  const lag = schedulingLag();
   const t0 = Date.now();
-  const st = await w.stop();
-  assert.ok(Date.now() - t0 < 3000);
+  const stopped = w.stop(); // sends SIGTERM now
+  writeFileSync(flag, '');
+  const st = await stopped;
+  const took = Date.now() - t0;
+  const slack = lag.stop();
+  assert.ok(took < grace + 2000 + slack, `stop took ${took} ms (timers ${slack} ms late)`);
   assert.equal(st.handed_back, 1, `stats ${JSON.stringify(st)}; worker stderr: ${w.err}`);
   assert.equal(await (await q.getJob(quick.id)).getState(), 'completed');
   assert.equal(await (await q.getJob(slow.id)).getState(), 'waiting');
@@ -421,7 +469,7 @@ test('lock lost: the processor is told, and its finish is refused', async () => 
   await waitFor('active', async () => (await q.getJobCounts('active')).active === 1);
   const c = redis.client();
   await c.set(`bull:${name}:${job.id}:lock`, 'someone-else');
-  await sleep(1000);
+  await waitFor('the renewal to find the lock taken', () => w.err.includes('lock lost'));
   const st = await w.stop();
   assert.equal(st.lost, 1);
   assert.equal(st.completed, 0);
@@ -437,7 +485,7 @@ test('progress and logs from our processor reach Node', async () => {
   const progress = new Promise((r) => ev.on('progress', r));
   const w = track(await ourWorker(redis, name, []));
   const job = await q.add('x', { progress: { pct: 50 }, log: 'hello from C' }, { keepLogs: 5 });
-  const p = await progress;
+  const p = await within('the progress event', progress, 15000);
   assert.equal(p.jobId, job.id);
   assert.deepEqual(p.data, { pct: 50 });
   await waitFor('completion', async () => (await q.getJob(job.id)).finishedOn);

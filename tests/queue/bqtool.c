@@ -1,6 +1,7 @@
 /* Test and benchmark driver for src/queue: adds jobs and runs a worker whose processor does what
- * each job's data asks ({"sleep":ms, "fail":"reason", "final":true, "return":value,
- * "progress":v, "log":"line"}). The integration tests in tests/node drive it next to the npm
+ * each job's data asks ({"sleep":ms, "wait_file":path, "fail":"reason", "final":true,
+ * "return":value, "progress":v, "log":"line"}; wait_file holds the job until the file exists,
+ * so that a test decides when it ends). The integration tests in tests/node drive it next to the npm
  * bullmq package; bench/queue.sh times it against the Node Worker.
  *
  *   bqtool add URL QUEUE NAME DATA [OPTS_JSON] [--count N] [--quiet]
@@ -176,6 +177,12 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *res)
 		while (fl_mono_ms() < until && !bq_job_lock_lost(job))
 			fl_sleep_ms(5);
 	}
+	if ((v = json_object_get(d, "wait_file")) && json_is_string(v)) {
+		int64_t until = fl_mono_ms() + 120000;
+		while (access(json_string_value(v), F_OK) && fl_mono_ms() < until &&
+		       !bq_job_lock_lost(job))
+			fl_sleep_ms(5);
+	}
 	if ((v = json_object_get(d, "fail"))) {
 		json_t *upto = json_object_get(d, "failUntilAttempt");
 		if (!upto || job->attempts_made < json_integer_value(upto)) {
@@ -284,7 +291,15 @@ static int cmd_work(int argc, char **argv)
 	}
 	int64_t end_us = fl_mono_us();
 	int handed = bq_worker_stop(w, grace_ms);
-	bq_worker_get_stats(w, &st);
+	/* A processor told that its job was handed back or lost returns within a few ms here;
+	 * wait for it, so that the stats printed count its job. */
+	int64_t until = fl_mono_ms() + 10000;
+	for (;;) {
+		bq_worker_get_stats(w, &st);
+		if (st.busy == 0 || fl_mono_ms() >= until)
+			break;
+		fl_sleep_ms(2);
+	}
 	bq_worker_free(w);
 	long long start = atomic_load(&first_start_us);
 	printf("{\"completed\":%llu,\"failed\":%llu,\"retried\":%llu,\"lost\":%llu,"

@@ -146,6 +146,18 @@ local function fetch(now, token, lock_ms, worker_name)
   return {id, rcall("HGETALL", k)}
 end
 
+-- After a reply was lost (the connection dropped, or Redis restarted between running a script
+-- and answering), finds the job that the earlier call took under `token`: {id, HGETALL}, or
+-- nil. A scan of `active`, paid only on that rare path; tokens are unique, so a match is ours.
+local function recover(token)
+  for _, id in ipairs(rcall("LRANGE", P .. "active", 0, -1)) do
+    if rcall("GET", P .. id .. ":lock") == token then
+      return {id, rcall("HGETALL", P .. id)}
+    end
+  end
+  return nil
+end
+
 -- Lock check before a transition out of `active`: 0, -2 (no lock) or -6 (another token).
 local function take_lock(id, token)
   local k = P .. id .. ":lock"
