@@ -23,7 +23,8 @@ workers on SQLite), started and always stopped by the service harness (../servic
   reaper       runs whose job is gone, or whose worker hangs, still end: within
                AP_FLOW_TIMEOUT_SECONDS plus the stall detection time
 
-Every case also ends by checking that no run it started is left open, and that each ended within
+--db postgres runs a case with the app on a PostgreSQL cluster that the harness starts (SQLite
+otherwise). Every case also ends by checking that no run it started is left open, and that each ended within
 AP_FLOW_TIMEOUT_SECONDS plus the stall detection time of its creation.
 
 What "exactly once" means here: every step whose record an attempt had persisted before it was
@@ -56,6 +57,7 @@ from harness import (Client, Harness, check, code_step, flow, log, main,  # noqa
 from sideeffect import SideEffectServer  # noqa: E402
 
 RUNS = int(os.environ.get("FLOWD_CHAOS_RUNS") or 8)
+DB = "sqlite"  # --db: the app's store
 SEED = int(os.environ.get("FLOWD_CHAOS_SEED") or int(time.time() * 1000) % 1000000)
 rng = random.Random(SEED)
 
@@ -110,6 +112,8 @@ class Cluster:
 
     def __init__(self, h, persistent=False, env=None, app_env=None):
         self.h = h
+        if DB == "postgres":
+            app_env = dict(app_env or {}, AP_DB_TYPE="POSTGRES", AP_POSTGRES_URL=h.postgres())
         self.persistent = persistent
         self.sock = h.path("redis.sock")
         self.redis_dir = h.path("redis-data")
@@ -297,8 +301,8 @@ def interrupted_runs(case, n_runs, batch_size, interrupt, min_attempts=2, max_at
         fl = cl.c.push_flow(six_http(se))
         victim = cl.worker()
         duration = warm_duration(cl, fl)
-        log("%s: %d runs in batches of %d; an undisturbed run takes %.2fs; seed %d", case,
-            n_runs, batch_size, duration, SEED)
+        log("%s: %d runs in batches of %d on %s; an undisturbed run takes %.2fs; seed %d",
+            case, n_runs, batch_size, DB, duration, SEED)
         counted, missed, twice_total = 0, 0, 0
         while counted < n_runs:
             check(missed <= n_runs, "%d runs were not interrupted: the machine is too "
@@ -798,4 +802,7 @@ CASES = {"barrier": case_barrier, "worker-kill": case_worker_kill, "engine-kill"
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", choices=sorted(CASES), required=True)
-    main(CASES[ap.parse_args().case])
+    ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    args = ap.parse_args()
+    DB = args.db
+    main(CASES[args.case])
