@@ -3,11 +3,12 @@
 same no-op flow (a webhook and one code step), through the real service: redis-server,
 `flowd app` and `flowd worker` (2 slots) per mode.
 
-  (b) the time until a job's engine is ready to run its first step, as the worker measures it
-      (its `run finished` log line: engineStartUs, from asking for a new engine to its ready
-      line; firstStepDoneUs, from the job asking for its engine to its first step finished:
-      for this code step, JavaScriptCore's VM started when the engine is new, a context, the
-      evaluation), median over RUNS sequential runs;
+  (b) the time until a job's engine has run its first step, as the worker measures it (its
+      `run finished` log line): engineStartUs, from asking for a new engine to its ready line;
+      engineWarmUs, the warm-up run that starts JavaScriptCore's VM in an engine started ahead
+      of its job (the process modes do both while the slot is idle); firstStepDoneUs, from the
+      job asking for its engine to its first step finished, which is what the job waits for.
+      Medians over RUNS sequential runs;
   (c) runs/s and runs/s per core: BURST runs posted at once, and the CPU time they cost every
       process of the service (redis, app, worker with the engines it reaped, live engines and
       the zygote), so runs per CPU-second; and what each mode adds per job over UNSANDBOXED.
@@ -66,19 +67,21 @@ def cpu_used(before, after):
 
 
 def worker_timings(svc, since_line):
-    """The engineStartUs / firstStepDoneUs of the worker's run finished lines after
-    since_line."""
+    """The engineStartUs / engineWarmUs / firstStepDoneUs of the worker's run finished lines
+    after since_line."""
     lines = svc.worker.log_text().splitlines()[since_line:]
-    starts, firsts = [], []
+    starts, warms, firsts = [], [], []
     for line in lines:
         if '"run finished"' not in line:
             continue
         rec = json.loads(line)
         if "engineStartUs" in rec:
             starts.append(rec["engineStartUs"])
+        if "engineWarmUs" in rec:
+            warms.append(rec["engineWarmUs"])
         if "firstStepDoneUs" in rec:
             firsts.append(rec["firstStepDoneUs"])
-    return starts, firsts
+    return starts, warms, firsts
 
 
 def succeeded(svc):
@@ -87,12 +90,12 @@ def succeeded(svc):
 
 def leak_state(svc, cgroup_dir):
     w = svc.worker.pid
-    engines, zygotes = svc.engines.scan()
+    engines, zygotes, waiting = svc.engines.scan()
     return {"fds": len(os.listdir("/proc/%d/fd" % w)),
             "threads": len(os.listdir("/proc/%d/task" % w)),
             "cgroups": len(e2e.sandbox_cgroups(cgroup_dir, w)),
             "mounts": e2e.mount_count(), "worker mounts": e2e.mount_count(w),
-            "engines": len(engines), "zygotes": len(zygotes)}
+            "engines": len(engines), "zygotes": len(zygotes), "waiting": len(waiting)}
 
 
 def measure(mode, runs, burst, cgroup_dir):
@@ -109,8 +112,7 @@ def measure(mode, runs, burst, cgroup_dir):
         for _ in range(runs):
             svc.sync(fl)
         out["seq_s"] = time.monotonic() - t0
-        starts, firsts = worker_timings(svc, mark)
-        out["starts"], out["firsts"] = starts, firsts
+        out["starts"], out["warms"], out["firsts"] = worker_timings(svc, mark)
         seen = {}
 
         def settled():
@@ -171,20 +173,24 @@ def main():
     base = next((r for r in results if r["mode"] == "UNSANDBOXED"), None)
 
     print("(b) a job's engine until its first step has run (JavaScriptCore included), measured "
-          "by the worker; median of %d sequential runs of a one-code-step flow (2 slots)"
+          "by the worker; medians of %d sequential runs of a one-code-step flow (2 slots)"
           % args.runs)
-    print("    %-26s %8s %14s %14s %12s %14s" % ("mode", "starts", "engine start",
-                                                  "first step", "p90", "over UNSANDBOXED"))
+    print("    %-26s %7s %13s %11s %13s %10s %14s" % (
+        "mode", "starts", "engine start", "warm-up", "job's first", "p90", "over UNSANDBOXED"))
     for r in results:
         over = med(r["firsts"]) - med(base["firsts"]) if base else float("nan")
-        print("    %-26s %8d %11.2f ms %11.2f ms %9.2f ms %11.2f ms" % (
-            r["mode"], len(r["starts"]), med(r["starts"]) / 1000, med(r["firsts"]) / 1000,
-            pct(r["firsts"], 0.9) / 1000, over / 1000))
+        print("    %-26s %7d %10.2f ms %8.2f ms %10.2f ms %7.2f ms %11.2f ms" % (
+            r["mode"], len(r["starts"]), med(r["starts"]) / 1000, med(r["warms"]) / 1000,
+            med(r["firsts"]) / 1000, pct(r["firsts"], 0.9) / 1000, over / 1000))
+    print("    (engine start and warm-up happen between jobs in the process modes; the job "
+          "waits for 'job's first')")
     proc = next((r for r in results if r["mode"] == "SANDBOX_PROCESS"), None)
     if proc:
         v = med(proc["firsts"]) / 1000
-        print("    target: SANDBOX_PROCESS first step <= 5 ms -> %.2f ms (%s)" % (
-            v, "met" if v <= 5 else "NOT met"))
+        whole = (med(proc["starts"]) + med(proc["warms"])) / 1000
+        print("    target: SANDBOX_PROCESS first step <= 5 ms -> %.2f ms on the job's path (%s); "
+              "a fresh engine's own start and warm-up: %.2f ms" % (
+                  v, "met" if v <= 5 else "NOT met", whole))
     print("(c) runs/s per core: %d runs posted at once, CPU of redis + app + worker + engines "
           "+ zygote" % args.burst)
     print("    %-26s %8s %12s %14s %16s %10s" % ("mode", "runs/s", "CPU/run",

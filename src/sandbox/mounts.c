@@ -197,6 +197,46 @@ SB_CHILD static void fd_path(char *out, int fd)
 
 #define FAIL(r, what, path) sb__child_fail(l, SB_STEP_MOUNTS, (int)-(r), what, path)
 
+/* True for entries inside the private /tmp (a flowd built under /tmp): they are made after
+ * the tmpfs is mounted there, which would otherwise hide them. */
+SB_CHILD static int under_tmp(const struct sb_op *op)
+{
+	const char *t = op->show;
+	return t[0] == '/' && t[1] == 't' && t[2] == 'm' && t[3] == 'p' && t[4] == '/';
+}
+
+SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int source_fd)
+{
+	long r;
+	switch (op->kind) {
+	case SB_OP_MKDIR:
+		if ((r = sb_sys3(SYS_mkdirat, AT_FDCWD, op->dst, 0755)) && r != -EEXIST)
+			FAIL(r, "cannot create directory", op->show);
+		break;
+	case SB_OP_SYMLINK:
+		if ((r = sb_sys3(SYS_symlinkat, op->src, AT_FDCWD, op->dst)))
+			FAIL(r, "cannot create symlink", op->show);
+		break;
+	case SB_OP_BIND:
+	case SB_OP_BIND_DEV: {
+		if (!op->is_dir) {
+			r = sb_sys4(SYS_openat, AT_FDCWD, op->dst,
+				    O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+			if (r < 0)
+				FAIL(r, "cannot create mount point", op->show);
+			sb_sys1(SYS_close, r);
+		}
+		/* Not MS_REC: mounts below a bound host directory stay hidden. */
+		char src[32];
+		fd_path(src, source_fd);
+		if ((r = sb_sys5(SYS_mount, src, op->dst, NULL, MS_BIND, NULL)))
+			FAIL(r, "cannot bind", op->src);
+		sb_sys1(SYS_close, source_fd);
+		break;
+	}
+	}
+}
+
 SB_CHILD void sb__child_mounts(struct sb_launch *l)
 {
 	const struct sb_plan *p = l->plan;
@@ -225,36 +265,9 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 	if ((r = sb_sys5(SYS_mount, "tmpfs", p->scratch, "tmpfs", MS_NOSUID | MS_NODEV, l->root_opts)))
 		FAIL(r, "cannot mount the root tmpfs on", p->scratch);
 
-	for (size_t i = 0; i < p->n_ops; i++) {
-		const struct sb_op *op = &p->ops[i];
-		switch (op->kind) {
-		case SB_OP_MKDIR:
-			if ((r = sb_sys3(SYS_mkdirat, AT_FDCWD, op->dst, 0755)) && r != -EEXIST)
-				FAIL(r, "cannot create directory", op->show);
-			break;
-		case SB_OP_SYMLINK:
-			if ((r = sb_sys3(SYS_symlinkat, op->src, AT_FDCWD, op->dst)))
-				FAIL(r, "cannot create symlink", op->show);
-			break;
-		case SB_OP_BIND:
-		case SB_OP_BIND_DEV: {
-			if (!op->is_dir) {
-				r = sb_sys4(SYS_openat, AT_FDCWD, op->dst,
-					    O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-				if (r < 0)
-					FAIL(r, "cannot create mount point", op->show);
-				sb_sys1(SYS_close, r);
-			}
-			/* Not MS_REC: mounts below a bound host directory stay hidden. */
-			char src[32];
-			fd_path(src, source_fds[i]);
-			if ((r = sb_sys5(SYS_mount, src, op->dst, NULL, MS_BIND, NULL)))
-				FAIL(r, "cannot bind", op->src);
-			sb_sys1(SYS_close, source_fds[i]);
-			break;
-		}
-		}
-	}
+	for (size_t i = 0; i < p->n_ops; i++)
+		if (!under_tmp(&p->ops[i]))
+			apply_op(l, &p->ops[i], source_fds[i]);
 
 	if (l->use_mount_setattr) {
 		struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
@@ -270,7 +283,7 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 	} else {
 		for (size_t i = 0; i < p->n_ops; i++) {
 			const struct sb_op *op = &p->ops[i];
-			if (op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV)
+			if ((op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV) || under_tmp(op))
 				continue;
 			if ((r = remount_ro(op->dst, op->kind == SB_OP_BIND_DEV)))
 				FAIL(r, "cannot make read-only", op->show);
@@ -283,6 +296,15 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 	if ((r = sb_sys5(SYS_mount, "tmpfs", p->tmp_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			 l->tmp_opts)))
 		FAIL(r, "cannot mount", "/tmp");
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct sb_op *op = &p->ops[i];
+		if (!under_tmp(op))
+			continue;
+		apply_op(l, op, source_fds[i]);
+		if ((op->kind == SB_OP_BIND || op->kind == SB_OP_BIND_DEV) &&
+		    (r = remount_ro(op->dst, 0)))
+			FAIL(r, "cannot make read-only", op->show);
+	}
 	/* Mounted while the host's /proc is still visible: the kernel only lets a user namespace
 	 * mount proc where a full proc is already visible. */
 	if ((r = sb_sys5(SYS_mount, "proc", p->proc_dir, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)))

@@ -83,7 +83,7 @@ static int path_within(const char *b, const char *a)
 	return !strncmp(a, b, n) && (b[n] == '\0' || b[n] == '/');
 }
 
-static const char *const reserved[] = { "/tmp", "/proc", "/dev" };
+static const char *const reserved[] = { "/proc", "/dev" };
 
 int sb_root_add(struct sb_root *root, const char *src, const char *dst, unsigned flags,
 		struct fl_err *err)
@@ -93,6 +93,11 @@ int sb_root_add(struct sb_root *root, const char *src, const char *dst, unsigned
 	if (!src || !path_is_normal(dst))
 		return fl_err_set(err, FL_EINVAL, "sandbox path '%s' is not an absolute normalised path",
 				  dst ? dst : "(null)");
+	/* Below /tmp is allowed (a flowd built there): such entries are laid read-only inside
+	 * the sandbox's private /tmp. /tmp itself, /proc and /dev are the sandbox's own. */
+	if (!strcmp(dst, "/tmp"))
+		return fl_err_set(err, FL_EINVAL, "sandbox path '/tmp' is reserved: each sandbox gets "
+				  "its own /tmp");
 	for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
 		if (path_within(dst, reserved[i]))
 			return fl_err_set(err, FL_EINVAL,

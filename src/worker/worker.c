@@ -87,6 +87,11 @@ struct slot {
 	pthread_mutex_t lock;       /* guards engine.pid against lock_lost's kill */
 	atomic_int lost;            /* the running job's lock was lost */
 	int netns_fd;               /* STRICT process sandboxes: this slot's empty netns, or -1 */
+	/* Process modes: the engine was started and warmed up for the slot's next job while the
+	 * slot was idle (prespawn_engine), taking what a fresh sandbox costs off the job's path;
+	 * what that cost, for the job's log line. */
+	int prespawned;
+	int64_t prespawn_start_us, prespawn_warm_us;
 };
 
 struct wk_worker {
@@ -110,6 +115,7 @@ struct wk_worker {
 	struct slot *slots;
 	int n_slots;
 	atomic_int stopping;        /* hard stop: abandon retries to the app */
+	atomic_int stop_requested;  /* wk_worker_stop began: a job lost from now on was handed back */
 	/* FLOWD_BENCH_NO_CHECKPOINT=1: engines wait for no checkpoint, so nothing is durable
 	 * before a run ends. Only bench/durability.sh sets it, to measure what durability costs. */
 	int no_checkpoint;
@@ -164,10 +170,12 @@ struct job_run {
 	char path[128];
 	json_t *pending;  /* [{path, record}] not yet posted */
 	json_t *replayed; /* [path] the engine reused and that were not posted yet */
+	json_t *op;       /* the operation sent to the engine, kept to send it again */
 	json_t *waitpoint;
 	json_t *running;  /* paths of the steps started and not finished, innermost last */
 	const json_t *flow_version; /* borrowed from the start context */
-	int64_t engine_start_us; /* this job started its engine: spawn to ready line; else -1 */
+	int64_t engine_start_us; /* this job's engine was started for it: spawn to ready line; or -1 */
+	int64_t engine_warm_us;  /* it was started and warmed up ahead of the job: the warm-up; or -1 */
 	int64_t first_step_us;   /* job asked for an engine to its first step finished; else -1 */
 };
 
@@ -253,12 +261,10 @@ static int spawn_engine(struct slot *s, struct fl_err *err)
 	return rc;
 }
 
-static int ensure_engine(struct job_run *r, struct fl_err *err)
+/* Starts the slot's engine and waits for its ready line; *start_us is how long that took. */
+static int start_engine(struct slot *s, int64_t *start_us, struct fl_err *err)
 {
-	struct slot *s = r->slot;
 	struct wk_worker *w = s->w;
-	if (wk_proc_alive(&s->engine))
-		return 0;
 	int64_t t0 = fl_mono_us();
 	pthread_mutex_lock(&s->lock);
 	int rc = spawn_engine(s, err);
@@ -280,9 +286,23 @@ static int ensure_engine(struct job_run *r, struct fl_err *err)
 		return fl_err_set(err, FL_EPROTO, "engine did not start (no ready line)");
 	}
 	json_decref(ready);
-	r->engine_start_us = fl_mono_us() - t0;
-	hist_add(&w->engine_start, r->engine_start_us);
+	*start_us = fl_mono_us() - t0;
+	hist_add(&w->engine_start, *start_us);
 	return 0;
+}
+
+static int ensure_engine(struct job_run *r, struct fl_err *err)
+{
+	struct slot *s = r->slot;
+	if (wk_proc_alive(&s->engine)) {
+		if (s->prespawned) {
+			r->engine_start_us = s->prespawn_start_us;
+			r->engine_warm_us = s->prespawn_warm_us;
+			s->prespawned = 0;
+		}
+		return 0;
+	}
+	return start_engine(s, &r->engine_start_us, err);
 }
 
 static void drop_engine(struct slot *s, int kill_first, struct wk_exit *ex)
@@ -409,6 +429,8 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 				   r->attempt, "slot", r->slot->index);
 	if (r->engine_start_us >= 0)
 		json_object_set_new(fields, "engineStartUs", json_integer(r->engine_start_us));
+	if (r->engine_warm_us >= 0)
+		json_object_set_new(fields, "engineWarmUs", json_integer(r->engine_warm_us));
 	if (r->first_step_us >= 0)
 		json_object_set_new(fields, "firstStepDoneUs", json_integer(r->first_step_us));
 	fl_log_fields(FL_LOG_INFO, "worker", fields, "run finished");
@@ -487,6 +509,93 @@ static void track_step(struct job_run *r, const char *type, const json_t *ev)
 	}
 }
 
+/* A run operation without its flow: the limits and network every run of this worker gets. The
+ * engine keeps its JavaScript VM across operations whose limits and network are the same. */
+static json_t *run_op(struct wk_worker *w, const char *run_id, json_int_t attempt,
+		      json_int_t log_size_bytes)
+{
+	int64_t timeout_ms = (int64_t)w->cfg->flow_timeout_s * 1000;
+	json_t *op = json_pack("{sssssIs{sIsIsI}}", "type", "run", "runId", run_id, "attempt",
+			       attempt, "limits", "logSizeBytes", log_size_bytes, "jsTimeMs",
+			       (json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs",
+			       (json_int_t)timeout_ms);
+	json_t *net = json_pack("{ss}", "mode", fl_network_mode_name(w->cfg->network_mode));
+	if (w->cfg->ssrf_allow_list)
+		json_object_set_new(net, "allowList", json_string(w->cfg->ssrf_allow_list));
+	json_object_set_new(op, "network", net);
+	return op;
+}
+
+/* The warm-up: a webhook and one code step that does nothing. Running it starts the engine's
+ * JavaScriptCore VM and compiles what a code step uses, which in a fresh process costs many
+ * times what the job's own first step then costs. It touches no app and no network. */
+static const char warm_flow[] =
+	"{\"displayName\":\"warm-up\",\"trigger\":{\"name\":\"trigger\",\"type\":\"PIECE_TRIGGER\","
+	"\"valid\":true,\"displayName\":\"warm-up\",\"settings\":{\"pieceName\":"
+	"\"@activepieces/piece-webhook\",\"pieceVersion\":\"0.1.0\",\"triggerName\":"
+	"\"catch_webhook\",\"input\":{}},\"nextAction\":{\"name\":\"warm\",\"type\":\"CODE\","
+	"\"valid\":true,\"displayName\":\"warm-up\",\"settings\":{\"input\":{\"n\":1},"
+	"\"sourceCode\":{\"code\":\"export const code = async (inputs) => "
+	"({ n: inputs.n + 1 });\",\"packageJson\":\"{}\"}}}}}";
+
+static int warm_engine(struct slot *s, struct fl_err *err)
+{
+	json_t *op = run_op(s->w, "warmup", 0, 1 << 20);
+	json_object_set_new(op, "flowId", json_string("warmup"));
+	json_object_set_new(op, "flowVersion", json_loads(warm_flow, 0, NULL));
+	json_object_set_new(op, "triggerOutput", json_object());
+	json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
+	if (reply_engine(s, op))
+		return fl_err_set(err, FL_EIO, "the engine went away before its warm-up");
+	int64_t deadline = fl_mono_ms() + 10000;
+	for (;;) {
+		char *line = NULL;
+		int rc = wk_proc_recv(&s->engine, deadline, &line);
+		if (rc)
+			return fl_err_set(err, rc, "the engine's warm-up did not finish: %s",
+					  fl_strerror(rc));
+		json_t *ev = json_loads(line, 0, NULL);
+		fl_free(line);
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		if (type && !strcmp(type, "finished")) {
+			const char *status = json_string_value(json_object_get(ev, "status"));
+			rc = status && !strcmp(status, "SUCCEEDED")
+				     ? 0
+				     : fl_err_set(err, FL_EPROTO, "the engine's warm-up ended %s",
+						  status ? status : "without a status");
+			json_decref(ev);
+			return rc;
+		}
+		json_decref(ev);
+	}
+}
+
+/* Process modes, after a job: starts and warms up the slot's next engine now, while the slot
+ * has nothing to do, in a sandbox as fresh as the job would have made (nothing of the previous
+ * job is in it). A failure costs only speed: the next job starts its engine itself. */
+static void prespawn_engine(struct slot *s)
+{
+	struct wk_worker *w = s->w;
+	if (!process_sandbox(w->cfg->execution_mode) || atomic_load(&w->stopping) ||
+	    wk_proc_alive(&s->engine))
+		return;
+	struct fl_err err;
+	int64_t start_us = 0;
+	int rc = start_engine(s, &start_us, &err);
+	int64_t t0 = fl_mono_us();
+	if (!rc)
+		rc = warm_engine(s, &err);
+	if (rc) {
+		fl_warn("worker", "slot %d: cannot start an engine ahead of the next job: %s",
+			s->index, err.msg);
+		drop_engine(s, 1, NULL);
+		return;
+	}
+	s->prespawned = 1;
+	s->prespawn_start_us = start_us;
+	s->prespawn_warm_us = fl_mono_us() - t0;
+}
+
 /* Drives the engine through one operation. Returns the result to post (a new object) or NULL
  * when the job was lost and nothing more may be posted. */
 static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
@@ -502,13 +611,9 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	}
 	snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
 	r->flow_version = json_object_get(ctx, "flowVersion");
-	int64_t timeout_ms = (int64_t)w->cfg->flow_timeout_s * 1000;
 	json_t *resume = json_object_get(ctx, "resume");
-	json_t *op = json_pack("{sssssIs{sIsIsI}}", "type", "run", "runId", r->run_id, "attempt",
-			       r->attempt, "limits", "logSizeBytes",
-			       json_integer_value(json_object_get(ctx, "logSizeLimitBytes")),
-			       "jsTimeMs", (json_int_t)(timeout_ms + JS_LIMIT_SLACK_MS), "timeoutMs",
-			       (json_int_t)timeout_ms);
+	json_t *op = run_op(w, r->run_id, r->attempt,
+			    json_integer_value(json_object_get(ctx, "logSizeLimitBytes")));
 	static const char *const from_ctx[] = { "flowId", "flowVersion", "triggerOutput", "steps",
 						"frontendUrl", NULL };
 	for (int i = 0; from_ctx[i]; i++) {
@@ -516,10 +621,6 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		if (v && !json_is_null(v))
 			json_object_set(op, from_ctx[i], v);
 	}
-	json_t *net = json_pack("{ss}", "mode", fl_network_mode_name(w->cfg->network_mode));
-	if (w->cfg->ssrf_allow_list)
-		json_object_set_new(net, "allowList", json_string(w->cfg->ssrf_allow_list));
-	json_object_set_new(op, "network", net);
 	if (!json_object_get(op, "flowVersion")) {
 		json_decref(op);
 		return status_result(r, "INTERNAL_ERROR", "the app's run context has no flowVersion");
@@ -529,16 +630,36 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	if (w->no_checkpoint)
 		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
 	wk_proc_peak_reset(&s->engine);
-	if (reply_engine(s, op)) {
-		drop_engine(s, 1, NULL);
-		return status_result(r, "INTERNAL_ERROR", "engine went away before the run started");
-	}
+	r->op = op;
+	/* Whether the engine said anything about this operation yet: until it does, it has
+	 * started no step, so nothing of the run has happened. */
+	int heard = 0, restarted = 0;
+	int sent = reply_engine(s, json_incref(op));
 	for (;;) {
 		char *line = NULL;
-		int rc = wk_proc_recv(&s->engine, deadline, &line);
+		int rc = sent ? sent : wk_proc_recv(&s->engine, deadline, &line);
+		sent = 0;
 		if (rc) {
 			struct wk_exit ex;
 			drop_engine(s, 1, &ex);
+			if (!heard && !restarted && rc != FL_ETIMEOUT && rc != FL_ELIMIT &&
+			    !ex.memory_exceeded && !give_up(r)) {
+				/* A kept engine that died while idle (killed, out of memory between
+				 * jobs) refuses the operation, or dies before it starts on it: a
+				 * fresh engine takes the operation, so that the death does not cost
+				 * the job one of its attempts. Once only: an operation that kills
+				 * engines by itself ends the attempt. */
+				restarted = 1;
+				fl_warn("worker", "run '%s': the slot's engine died before it started the "
+					"run; a fresh one runs it", r->run_id);
+				if (ensure_engine(r, &err)) {
+					drop_engine(s, 1, NULL);
+					return status_result(r, "INTERNAL_ERROR", err.msg);
+				}
+				snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
+				sent = reply_engine(s, json_incref(op));
+				continue;
+			}
 			if (give_up(r))
 				return NULL;
 			json_t *res;
@@ -563,6 +684,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		}
 		json_t *ev = json_loads(line, 0, NULL);
 		fl_free(line);
+		heard = 1;
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		if (!type) {
 			json_decref(ev);
@@ -677,6 +799,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.replayed = json_array(),
 		.running = json_array(),
 		.engine_start_us = -1,
+		.engine_warm_us = -1,
 		.first_step_us = -1,
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
@@ -711,7 +834,9 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		json_t *res = drive_engine(&r, ctx, deadline);
 		if (res) {
 			finish_run(&r, res, result);
-		} else if (atomic_load(&w->stopping)) {
+		} else if (atomic_load(&w->stop_requested)) {
+			/* Not w->stopping: that is set once the hand-back is over, and the slot may
+			 * see its engine die before then. */
 			result->outcome = BQ_FAILED;
 			result->failed_reason = fl_asprintf("worker stopped while running '%s'", run_id);
 			handed_back(&r);
@@ -722,13 +847,16 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 				run_id);
 		}
 		/* Fresh engines per job are for the sandbox modes; a plain one is kept. */
-		if (process_sandbox(w->cfg->execution_mode))
+		if (process_sandbox(w->cfg->execution_mode)) {
 			drop_engine(s, 1, NULL);
+			prespawn_engine(s);
+		}
 	}
 	json_decref(ctx);
 	json_decref(r.pending);
 	json_decref(r.replayed);
 	json_decref(r.running);
+	json_decref(r.op);
 	json_decref(r.waitpoint);
 	fl_free(token);
 }
@@ -778,6 +906,9 @@ static int setup_sandboxing(struct wk_worker *w, struct fl_err *err)
 			if ((rc = sb_netns_new(&w->slots[i].netns_fd, err)))
 				return rc;
 	}
+	/* The first jobs find their engines started and warm, as the later ones will. */
+	for (int i = 0; i < w->n_slots; i++)
+		prespawn_engine(&w->slots[i]);
 	fl_info("worker", "sandboxes ready: %s%s", fl_execution_mode_name(cfg->execution_mode),
 		w->egress ? ", network only through the egress broker" : "");
 	return 0;
@@ -878,6 +1009,7 @@ int wk_worker_stop(struct wk_worker *w, int grace_ms)
 {
 	if (!w || !w->queue)
 		return 0;
+	atomic_store(&w->stop_requested, 1);
 	int handed_back = bq_worker_stop(w->queue, grace_ms);
 	/* Jobs handed back are no longer ours: their engines stop, their slots return. */
 	atomic_store(&w->stopping, 1);

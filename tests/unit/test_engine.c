@@ -905,6 +905,35 @@ static void test_replay(void **state)
 	json_decref(steps);
 }
 
+/* A router found in replay is not evaluated again: the branches it took stand, even where the
+ * conditions would now say otherwise (a template that reads the clock, say). */
+static void test_replay_router(void **state)
+{
+	enum eng_status st;
+	json_t *r = run_router(0, "7", &st); /* n = 7: only the fallback, "other", is taken */
+	assert_int_equal(st, ENG_SUCCEEDED);
+	assert_non_null(step(r, "c"));
+	json_t *steps = json_pack("{s:O, s:O}", "trigger", step(r, "trigger"), "r", step(r, "r"));
+	json_decref(r);
+	/* The persisted evaluation says "big" was taken: a replay with n = 7 follows it. */
+	json_t *evals = json_object_get(json_object_get(json_object_get(steps, "r"), "output"),
+					"branches");
+	json_object_set_new(json_array_get(evals, 0), "evaluation", json_true());
+	json_object_set_new(json_array_get(evals, 2), "evaluation", json_false());
+	struct opts o = { .payload = "{\"n\":7}", .replay = steps };
+	r = run_opts(chain(router("r", 0, three_branches("FALLBACK"), 3, mapper("a", "{}"),
+				  mapper("b", "{}"), mapper("c", "{}")),
+			   mapper("after", "{}"), NULL),
+		     &o, &st);
+	assert_int_equal(st, ENG_SUCCEEDED);
+	assert_non_null(step(r, "a"));
+	assert_null(step(r, "c"));
+	assert_non_null(step(r, "after"));
+	assert_json(rh.replayed, "[\"trigger\",\"r\"]");
+	json_decref(r);
+	json_decref(steps);
+}
+
 /* A persisted FAILED record is a finished step too: a redelivery replays the failure instead
  * of acting again, going on past a step that continues on failure and failing otherwise. */
 static void test_replay_failure(void **state)
@@ -1104,6 +1133,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_retry_on_failure),
 		cmocka_unit_test(test_replay),
 		cmocka_unit_test(test_replay_failure),
+		cmocka_unit_test(test_replay_router),
 		cmocka_unit_test(test_log_size),
 		cmocka_unit_test(test_host_refuses),
 		cmocka_unit_test(test_deadline),

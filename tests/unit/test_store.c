@@ -178,7 +178,7 @@ static void test_migrate_again(void **state)
 {
 	struct fixture *f = *state;
 	OK(store_migrate(f->s, E));
-	assert_int_equal(store_schema_version(f->s, E), 4);
+	assert_int_equal(store_schema_version(f->s, E), 5);
 	OK(store_ping(f->s, E));
 }
 

@@ -23,7 +23,8 @@ workers on SQLite), started and always stopped by the service harness (../servic
   reaper       runs whose job is gone, or whose worker hangs, still end: within
                AP_FLOW_TIMEOUT_SECONDS plus the stall detection time
 
-Every case also ends by checking that no run it started is left open, and that each ended within
+--db postgres runs a case with the app on a PostgreSQL cluster that the harness starts (SQLite
+otherwise). Every case also ends by checking that no run it started is left open, and that each ended within
 AP_FLOW_TIMEOUT_SECONDS plus the stall detection time of its creation.
 
 What "exactly once" means here: every step whose record an attempt had persisted before it was
@@ -56,6 +57,7 @@ from harness import (Client, Harness, check, code_step, flow, log, main,  # noqa
 from sideeffect import SideEffectServer  # noqa: E402
 
 RUNS = int(os.environ.get("FLOWD_CHAOS_RUNS") or 8)
+DB = "sqlite"  # --db: the app's store
 SEED = int(os.environ.get("FLOWD_CHAOS_SEED") or int(time.time() * 1000) % 1000000)
 rng = random.Random(SEED)
 
@@ -110,6 +112,8 @@ class Cluster:
 
     def __init__(self, h, persistent=False, env=None, app_env=None):
         self.h = h
+        if DB == "postgres":
+            app_env = dict(app_env or {}, AP_DB_TYPE="POSTGRES", AP_POSTGRES_URL=h.postgres())
         self.persistent = persistent
         self.sock = h.path("redis.sock")
         self.redis_dir = h.path("redis-data")
@@ -285,7 +289,7 @@ def pick_moment(batch, duration):
 
 
 def interrupted_runs(case, n_runs, batch_size, interrupt, min_attempts=2, max_attempts=None,
-                     persistent=False):
+                     persistent=False, after=None):
     """The shape of the kill cases: batches of staggered runs of the six-step flow on one
     victim worker, interrupted at a random moment by interrupt(cluster, victim, batch,
     duration), which returns the next victim and the runs' progress at the interruption; then
@@ -297,8 +301,8 @@ def interrupted_runs(case, n_runs, batch_size, interrupt, min_attempts=2, max_at
         fl = cl.c.push_flow(six_http(se))
         victim = cl.worker()
         duration = warm_duration(cl, fl)
-        log("%s: %d runs in batches of %d; an undisturbed run takes %.2fs; seed %d", case,
-            n_runs, batch_size, duration, SEED)
+        log("%s: %d runs in batches of %d on %s; an undisturbed run takes %.2fs; seed %d",
+            case, n_runs, batch_size, DB, duration, SEED)
         counted, missed, twice_total = 0, 0, 0
         while counted < n_runs:
             check(missed <= n_runs, "%d runs were not interrupted: the machine is too "
@@ -320,11 +324,12 @@ def interrupted_runs(case, n_runs, batch_size, interrupt, min_attempts=2, max_at
                 log("  run %s: interrupted %.2fs in, attempts %s, requested twice: %s%s", rid,
                     dict(at).get(rid), attempts, twice or "none",
                     "" if len(hist) >= min_attempts else " (ended before the interruption)")
-        check_no_unkeyed(se)
-        check_all_ended(cl.c)
         log("%s: %d interrupted runs SUCCEEDED; %d in-flight steps were requested twice (with "
             "the same key), every other step once", case, counted, twice_total)
-        return cl, se
+        if after:
+            after(cl, se, fl, victim)
+        check_no_unkeyed(se)
+        check_all_ended(cl.c)
 
 
 # ---- case 1: worker SIGKILL ------------------------------------------------------------------
@@ -349,8 +354,9 @@ def case_worker_kill():
 def case_engine_kill():
     def interrupt(cl, victim, batch, duration):
         at = pick_moment(batch, duration)
+        # Slots keep their engines between jobs: idle ones die too, harmlessly.
         pids = victim.engine_pids()
-        check(len(pids) == len(batch), "want %d engines, found %s", len(batch), pids)
+        check(len(pids) >= len(batch), "want %d engines, found %s", len(batch), pids)
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         for rid, _ in batch:
@@ -359,7 +365,22 @@ def case_engine_kill():
                   and len(hist) == 2, "run %s: attempts %s", rid,
                   [(a["attempt"], a["status"]) for a in hist])
         return victim, at
-    interrupted_runs("engine-kill", RUNS, 4, interrupt)
+
+    def idle_deaths(cl, se, fl, victim):
+        # Engines that die between jobs cost no attempt: the next job gets a fresh one.
+        pids = victim.engine_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not set(pids) & set(victim.engine_pids()), 10, "idle engines to die")
+        rids = [cl.post(fl, {"after": i}) for i in range(len(pids))]
+        for rid in rids:
+            run = cl.wait_final(rid, TIMEOUT_S)
+            check_exactly_once(run, se, SIX, SIX_HTTP)
+            check(len(run["attemptHistory"]) == 1, "run %s after idle engines died: attempts %s",
+                  rid, [(a["attempt"], a["status"]) for a in run["attemptHistory"]])
+        log("%d idle engines SIGKILLed: the next %d runs each SUCCEEDED in one attempt",
+            len(pids), len(rids))
+    interrupted_runs("engine-kill", RUNS, 4, interrupt, after=idle_deaths)
 
 
 def case_worker_stop():
@@ -781,4 +802,7 @@ CASES = {"barrier": case_barrier, "worker-kill": case_worker_kill, "engine-kill"
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", choices=sorted(CASES), required=True)
-    main(CASES[ap.parse_args().case])
+    ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    args = ap.parse_args()
+    DB = args.db
+    main(CASES[args.case])

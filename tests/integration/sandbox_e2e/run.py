@@ -58,6 +58,11 @@ PROCESS_MODES = ("SANDBOX_PROCESS", "SANDBOX_CODE_AND_PROCESS")
 FLOW_TIMEOUT_S = 8
 MEMORY_LIMIT_KB = 96 * 1024
 # What the worker may hand an engine in its environment; nothing else.
+# A flowd built under /tmp is laid read-only inside each sandbox's /tmp at its own path: that
+# entry is the binary, not a job's leftover.
+_flowd_real = os.path.realpath(FLOWD)
+LAID_IN_TMP = {_flowd_real.split("/")[2]} if _flowd_real.startswith("/tmp/") else set()
+
 ENGINE_ENV_KEYS = {"LANG", "PATH", "AP_LOG_LEVEL", "AP_LOG_PRETTY", "FLOWD_EGRESS_FD"}
 HTTP = "@activepieces/piece-http"
 try:
@@ -112,48 +117,39 @@ def argv_of(pid):
 
 
 class Engines:
-    """The worker's engine processes and its zygote, told apart by what they are: a sandboxed
-    engine is in a PID namespace of its own; the zygote shares the worker's."""
+    """The worker's engine processes, its zygote and its pre-started sandboxes, told apart by
+    what they are: a sandbox is in a PID namespace of its own, the zygote shares the worker's;
+    an engine speaks to the worker over pipes, a sandbox waiting for its job has none."""
 
     def __init__(self, worker, mode):
         self.worker = worker
         self.mode = mode
 
     def scan(self):
-        engines, zygotes = [], []
+        """(engines, zygotes, waiting sandboxes)"""
+        engines, zygotes, waiting = [], [], []
         for pid in self.worker.children():
             argv = argv_of(pid)
             if len(argv) < 2 or argv[1] != b"engine":
                 continue
             try:
                 own_pidns = ns(pid, "pid") != ns(self.worker.pid, "pid")
+                piped = os.readlink("/proc/%d/fd/1" % pid).startswith("pipe:")
             except OSError:
                 continue
             if b"--zygote" in argv and not own_pidns:
                 zygotes.append(pid)
-            else:
+            elif piped:
                 engines.append(pid)
-        return engines, zygotes
+            else:
+                waiting.append(pid)
+        return engines, zygotes, waiting
 
     def engines(self):
         return self.scan()[0]
 
     def zygotes(self):
         return self.scan()[1]
-
-    def wait_new(self, known, timeout=15):
-        """An engine pid not in known (a job's fresh engine), once it is set up: its seccomp
-        filter, the last step of a sandbox's set-up, is in place."""
-        def found():
-            for p in self.engines():
-                if p not in known:
-                    try:
-                        if status_fields(p).get("Seccomp") == "2":
-                            return p
-                    except OSError:
-                        pass
-            return None
-        return wait_for(found, timeout, "a new engine process", interval=0.01)
 
 
 def memory_holds(pid, needles):
@@ -258,6 +254,7 @@ class CountingServer:
         self.connections = 0
         self.lock = threading.Lock()
         self.waiting = set()
+        self.client_ports = {}
         self.released = set()
         self.cond = threading.Condition(self.lock)
         outer = self
@@ -267,6 +264,7 @@ class CountingServer:
                 if self.path.startswith("/hold/"):
                     hold = self.path[len("/hold/"):]
                     with outer.cond:
+                        outer.client_ports[hold] = self.client_address[1]
                         outer.waiting.add(hold)
                         outer.cond.notify_all()
                         outer.cond.wait_for(lambda: hold in outer.released, 60)
@@ -463,6 +461,28 @@ class Service:
         self.holder.wait_held(hold)
         return run_id, hold
 
+    def engine_of(self, hold):
+        """The engine process that runs the held job: the one that holds the client end of
+        the held request's connection (in the process modes under STRICT, the socket the egress
+        broker connected and passed to it)."""
+        port = self.holder.client_ports[hold]
+
+        def find():
+            inodes = set()
+            for line in read("/proc/self/net/tcp").splitlines()[1:]:
+                f = line.split()
+                if (int(f[1].split(":")[1], 16) == port and
+                        int(f[2].split(":")[1], 16) == self.holder.port):
+                    inodes.add("socket:[%s]" % f[9])
+            for pid in self.engines.engines():
+                try:
+                    if inodes & set(fd_targets(pid).values()):
+                        return pid
+                except OSError:
+                    pass
+            return None
+        return wait_for(find, 10, "the engine of held job %s" % hold, interval=0.02)
+
     def release(self, run_id, hold, status="SUCCEEDED"):
         self.holder.release(hold)
         run = self.client.wait_run(run_id, FINAL, 20)
@@ -646,12 +666,12 @@ def check_engine_process(svc, pid, strict):
 
 
 def case_engine(svc, strict):
-    known = set(svc.engines.engines())
     run_id, hold = svc.hold()
-    if svc.mode in PROCESS_MODES:
-        pids = [svc.engines.wait_new(known)]
-    else:
-        pids = svc.engines.engines()  # the slots' engines, reused across jobs: all of them
+    running = svc.engine_of(hold)
+    # Every engine: the one running the job, and those idle between jobs (reused ones, or in
+    # the process modes the ones started ahead of their slot's next job).
+    pids = svc.engines.engines()
+    check(running in pids, "engine %d is not among %s", running, pids)
     views = [check_engine_process(svc, pid, strict) for pid in pids]
     zygotes = svc.engines.zygotes()
     for z in zygotes:
@@ -661,7 +681,20 @@ def case_engine(svc, strict):
         check(not found, "the zygote %d holds %s in its memory", z, found)
         # Its stderr is the worker's, on purpose (the zygote's own messages).
         check_no_fd_of_theirs(svc, z, fd_targets(z), "the zygote", (2,))
+    # The sandboxes set up ahead of the slots' next jobs: already confined, nothing of ours.
+    waiting = svc.engines.scan()[2]
+    for pid in waiting:
+        st = status_fields(pid)
+        check(st.get("Seccomp") == "2" and st.get("NoNewPrivs") == "1" and
+              int(st.get("CapEff", "1"), 16) == 0,
+              "waiting sandbox %d: Seccomp %s NoNewPrivs %s CapEff %s", pid, st.get("Seccomp"),
+              st.get("NoNewPrivs"), st.get("CapEff"))
+        check(ns(pid, "pid") != ns(svc.worker.pid, "pid"), "waiting sandbox %d: no pid ns", pid)
+        check_no_fd_of_theirs(svc, pid, fd_targets(pid), "waiting sandbox", ())
     svc.release(run_id, hold)
+    if waiting:
+        log("waiting sandboxes %s: seccomp, no_new_privs, no capabilities, no worker fd",
+            waiting)
     for pid, (scanned, view) in zip(pids, views):
         log("engine %d: environment %s, no secret in %.1f MB of its memory, no worker fd, "
             "uid 65534, no capabilities, seccomp filter, no_new_privs%s", pid,
@@ -697,29 +730,30 @@ def case_tmp(svc):
     if svc.mode not in PROCESS_MODES:
         return
     # Two jobs at once: each engine's /tmp is its own.
-    known = set(svc.engines.engines())
     a, hold_a = svc.hold()
-    pa = svc.engines.wait_new(known)
+    pa = svc.engine_of(hold_a)
     b, hold_b = svc.hold()
-    pb = svc.engines.wait_new(known | {pa})
+    pb = svc.engine_of(hold_b)
+    check(pa != pb, "two jobs share engine %d", pa)
     marker = "left-by-job-a-%d" % pa
     write_in_sandbox(pa, "/tmp/" + marker, "job a's data")
     check(os.path.exists("/proc/%d/root/tmp/%s" % (pa, marker)), "the marker is in job a's /tmp")
     check(not os.path.exists("/proc/%d/root/tmp/%s" % (pb, marker)),
           "job b sees job a's /tmp file")
     check(not os.path.exists("/tmp/" + marker), "job a's /tmp file is in the host's /tmp")
-    check(os.listdir("/proc/%d/root/tmp" % pb) == [], "job b's /tmp is not empty: %s",
-          os.listdir("/proc/%d/root/tmp" % pb))
+    # A flowd built under /tmp is laid read-only inside each sandbox's /tmp at its own path;
+    # that entry is the binary, not a job's leftover.
+    left = set(os.listdir("/proc/%d/root/tmp" % pb)) - LAID_IN_TMP
+    check(not left, "job b's /tmp is not empty: %s", sorted(left))
     svc.release(a, hold_a)
     svc.release(b, hold_b)
     # The next jobs, in whichever slot, start with an empty /tmp.
     seen = set()
     for _ in range(3):
-        known = set(svc.engines.engines())
         c, hold_c = svc.hold()
-        pc = svc.engines.wait_new(known)
+        pc = svc.engine_of(hold_c)
         seen.add(pc)
-        check(os.listdir("/proc/%d/root/tmp" % pc) == [],
+        check(not set(os.listdir("/proc/%d/root/tmp" % pc)) - LAID_IN_TMP,
               "the next job's /tmp holds %s", os.listdir("/proc/%d/root/tmp" % pc))
         svc.release(c, hold_c)
     check(pa not in seen and pb not in seen, "an engine was reused across jobs")
@@ -849,9 +883,8 @@ def case_network(svc, one, two, udp):
     if svc.mode not in PROCESS_MODES:
         return
     # Raw sockets from inside the network namespace the worker made for a running job.
-    known = set(svc.engines.engines())
     run_id, hold = svc.hold()
-    pid = svc.engines.wait_new(known)
+    pid = svc.engine_of(hold)
     targets = [["tcp", "127.0.0.1", one.port], ["tcp", "127.0.0.2", two.port],
                ["tcp", "127.0.0.1", svc.app.port], ["udp", "127.0.0.2", udp.port],
                ["udp", "127.0.0.1", udp.port]]
@@ -888,12 +921,13 @@ def case_leaks(svc, runs):
 
     def snapshot():
         children = svc.worker.children()
-        engines, zygotes = svc.engines.scan()
+        engines, zygotes, waiting = svc.engines.scan()
         return {"fds": len(os.listdir("/proc/%d/fd" % w)),
                 "threads": len(os.listdir("/proc/%d/task" % w)),
                 "cgroups": len(sandbox_cgroups(cgroup_dir, w)),
                 "host mounts": mount_count(), "worker mounts": mount_count(w),
-                "children": len(children), "engines": len(engines), "zygotes": len(zygotes)}
+                "children": len(children), "engines": len(engines), "zygotes": len(zygotes),
+                "waiting sandboxes": len(waiting)}
     for _ in range(5):
         svc.sync(fl)
     # Settle: the last job's engine is dropped after its result is posted.
@@ -921,12 +955,10 @@ def case_leaks(svc, runs):
 
 
 def case_orphans(svc):
-    known = set(svc.engines.engines())
     run_id, hold = svc.hold()
-    if svc.mode in PROCESS_MODES:
-        svc.engines.wait_new(known)
-    engines, zygotes = svc.engines.scan()
-    procs = {p: start_time(p) for p in engines + zygotes}
+    svc.engine_of(hold)
+    engines, zygotes, waiting = svc.engines.scan()
+    procs = {p: start_time(p) for p in engines + zygotes + waiting}
     check(engines, "no engine to orphan")
     old = svc.worker.pid
     cgroup_dir = json.loads(subprocess.run([FLOWD, "sandbox", "check", "--json"],
@@ -936,8 +968,8 @@ def case_orphans(svc):
     left = wait_for(lambda: not any(alive(p, t) for p, t in procs.items()) or None, 5,
                     "the engines and zygote of the killed worker to die")
     check(left, "orphans")
-    log("orphans: worker %d SIGKILLed mid-run; its engines %s and zygote %s died with it", old,
-        engines, zygotes)
+    log("orphans: worker %d SIGKILLed mid-run; its engines %s, zygote %s and waiting "
+        "sandboxes %s died with it", old, engines, zygotes, waiting)
     svc.restart_worker()
     # The next worker runs the job again once its lock expires: let that delivery through.
     svc.holder.release(hold)
