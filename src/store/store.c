@@ -179,6 +179,7 @@ struct collect {
 	void *items;
 	size_t n, cap, size;
 	void (*read)(void *item, const struct store_row *row);
+	void (*release)(void *item);
 };
 
 static int collect_row(void *ud, const struct store_row *row)
@@ -193,6 +194,21 @@ static int collect_row(void *ud, const struct store_row *row)
 	c->read(item, row);
 	c->n++;
 	return 0;
+}
+
+/* The collected items for the caller when rc is 0; when the query failed, frees what was read
+ * and returns NULL with *n 0. */
+static void *collect_take(struct collect *c, int rc, size_t *n)
+{
+	if (rc) {
+		for (size_t i = 0; i < c->n; i++)
+			c->release((char *)c->items + i * c->size);
+		fl_free(c->items);
+		c->items = NULL;
+		c->n = 0;
+	}
+	*n = c->n;
+	return c->items;
 }
 
 struct one {
@@ -361,6 +377,11 @@ void store_flow_release(struct store_flow *f)
 	memset(f, 0, sizeof *f);
 }
 
+static void release_flow(void *item)
+{
+	store_flow_release(item);
+}
+
 void store_flow_list_free(struct store_flow *flows, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -486,7 +507,7 @@ int store_flow_list(struct store *s, const char *cursor, int limit, struct store
 	*next = NULL;
 	if (cursor && parse_cursor(cursor, &at, &after))
 		return fl_err_set(err, FL_EINVAL, "invalid cursor '%s'", cursor);
-	struct collect col = { NULL, 0, 0, sizeof(struct store_flow), read_flow };
+	struct collect col = { NULL, 0, 0, sizeof(struct store_flow), read_flow, release_flow };
 	int rc = query1(s,
 			"SELECT " FLOW_COLS "WHERE f.deleted_at IS NULL AND (f.created_at > ? OR "
 			"(f.created_at = ? AND f.id > ?)) ORDER BY f.created_at, f.id LIMIT ?",
@@ -510,18 +531,12 @@ int store_flow_list(struct store *s, const char *cursor, int limit, struct store
 int store_flow_list_scheduled(struct store *s, struct store_flow **out, size_t *n,
 			      struct fl_err *err)
 {
-	struct collect col = { NULL, 0, 0, sizeof(struct store_flow), read_flow };
+	struct collect col = { NULL, 0, 0, sizeof(struct store_flow), read_flow, release_flow };
 	int rc = query1(s,
 			"SELECT " FLOW_COLS "WHERE f.deleted_at IS NULL AND f.schedule_cron IS NOT NULL "
 			"ORDER BY f.created_at, f.id",
 			NULL, 0, collect_row, &col, err);
-	if (rc) {
-		store_flow_list_free(col.items, col.n);
-		col.items = NULL;
-		col.n = 0;
-	}
-	*out = col.items;
-	*n = col.n;
+	*out = collect_take(&col, rc, n);
 	return rc;
 }
 
@@ -605,6 +620,11 @@ void store_run_release(struct store_run *r)
 	fl_free(r->resume_payload);
 	fl_free(r->retry_of);
 	memset(r, 0, sizeof *r);
+}
+
+static void release_run(void *item)
+{
+	store_run_release(item);
 }
 
 void store_run_list_free(struct store_run *runs, size_t n)
@@ -710,7 +730,7 @@ int store_run_list(struct store *s, const struct store_run_filter *f, struct sto
 	struct store_val st[STORE_RUN_STATUS_COUNT];
 	for (int i = 0; i < STORE_RUN_STATUS_COUNT; i++)
 		st[i] = i < f->n_statuses ? T(store_run_status_name(f->statuses[i])) : T(NULL);
-	struct collect col = { NULL, 0, 0, sizeof(struct store_run), read_run };
+	struct collect col = { NULL, 0, 0, sizeof(struct store_run), read_run, release_run };
 	int rc;
 	if (f->flow_id)
 		rc = query1(s,
@@ -767,32 +787,31 @@ int store_run_count_by_status(struct store *s, int64_t counts[STORE_RUN_STATUS_C
 int store_run_list_stale(struct store *s, enum store_run_status status, int64_t before, int limit,
 			 struct store_run **out, size_t *n, struct fl_err *err)
 {
-	struct collect col = { NULL, 0, 0, sizeof(struct store_run), read_run };
+	struct collect col = { NULL, 0, 0, sizeof(struct store_run), read_run, release_run };
 	int rc = query1(s,
 			"SELECT " RUN_COLS_LIGHT "FROM runs WHERE status = ? AND updated_at < ? "
 			"ORDER BY updated_at LIMIT ?",
 			P(T(store_run_status_name(status)), I(before), I(limit)), collect_row, &col,
 			err);
-	if (rc) {
-		store_run_list_free(col.items, col.n);
-		col.items = NULL;
-		col.n = 0;
-	}
-	*out = col.items;
-	*n = col.n;
+	*out = collect_take(&col, rc, n);
 	return rc;
 }
 
 /* ---- attempts ---- */
 
+static void release_attempt(void *item)
+{
+	struct store_attempt *a = item;
+	fl_free(a->job_id);
+	fl_free(a->worker);
+	fl_free(a->execution_type);
+	fl_free(a->status);
+}
+
 void store_attempt_list_free(struct store_attempt *a, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		fl_free(a[i].job_id);
-		fl_free(a[i].worker);
-		fl_free(a[i].execution_type);
-		fl_free(a[i].status);
-	}
+	for (size_t i = 0; i < n; i++)
+		release_attempt(&a[i]);
 	fl_free(a);
 }
 
@@ -812,19 +831,14 @@ static void read_attempt(void *item, const struct store_row *r)
 int store_attempt_list(struct store *s, const char *run_id, struct store_attempt **out, size_t *n,
 		       struct fl_err *err)
 {
-	struct collect col = { NULL, 0, 0, sizeof(struct store_attempt), read_attempt };
+	struct collect col = { NULL, 0, 0, sizeof(struct store_attempt), read_attempt,
+			       release_attempt };
 	int rc = query1(s,
 			"SELECT attempt, job_id, worker, execution_type, started_at, finished_at, "
 			"status, (SELECT COUNT(*) FROM step_replays p WHERE p.run_id = a.run_id AND "
 			"p.attempt = a.attempt) FROM run_attempts a WHERE run_id = ? ORDER BY attempt",
 			P(T(run_id)), collect_row, &col, err);
-	if (rc) {
-		store_attempt_list_free(col.items, col.n);
-		col.items = NULL;
-		col.n = 0;
-	}
-	*out = col.items;
-	*n = col.n;
+	*out = collect_take(&col, rc, n);
 	return rc;
 }
 
@@ -1016,41 +1030,45 @@ static void read_replay(void *item, const struct store_row *r)
 	p->path = dup(r->col[1]);
 }
 
+static void release_replay(void *item)
+{
+	fl_free(((struct store_replay *)item)->path);
+}
+
 void store_replay_list_free(struct store_replay *r, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		fl_free(r[i].path);
+		release_replay(&r[i]);
 	fl_free(r);
 }
 
 int store_replay_list(struct store *s, const char *run_id, struct store_replay **out, size_t *n,
 		      struct fl_err *err)
 {
-	struct collect col = { NULL, 0, 0, sizeof(struct store_replay), read_replay };
+	struct collect col = { NULL, 0, 0, sizeof(struct store_replay), read_replay, release_replay };
 	int rc = query1(s,
 			"SELECT attempt, path FROM step_replays WHERE run_id = ? ORDER BY attempt, path",
 			P(T(run_id)), collect_row, &col, err);
-	if (rc) {
-		store_replay_list_free(col.items, col.n);
-		col.items = NULL;
-		col.n = 0;
-	}
-	*out = col.items;
-	*n = col.n;
+	*out = collect_take(&col, rc, n);
 	return rc;
 }
 
 /* ---- steps ---- */
 
+static void release_step(void *item)
+{
+	struct store_step *st = item;
+	fl_free(st->path);
+	fl_free(st->name);
+	fl_free(st->type);
+	fl_free(st->status);
+	fl_free(st->record);
+}
+
 void store_step_list_free(struct store_step *steps, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		fl_free(steps[i].path);
-		fl_free(steps[i].name);
-		fl_free(steps[i].type);
-		fl_free(steps[i].status);
-		fl_free(steps[i].record);
-	}
+	for (size_t i = 0; i < n; i++)
+		release_step(&steps[i]);
 	fl_free(steps);
 }
 
@@ -1105,18 +1123,12 @@ static void read_step(void *item, const struct store_row *r)
 static int list_steps(struct store *s, struct store_conn *c, const char *run_id,
 		      struct store_step **out, size_t *n, struct fl_err *err)
 {
-	struct collect col = { NULL, 0, 0, sizeof(struct store_step), read_step };
+	struct collect col = { NULL, 0, 0, sizeof(struct store_step), read_step, release_step };
 	int rc = s->drv->query(c,
 			       "SELECT path, name, type, status, record, duration_ms, attempt, seq, "
 			       "updated_at FROM steps WHERE run_id = ? ORDER BY seq",
 			       P(T(run_id)), collect_row, &col, err);
-	if (rc) {
-		store_step_list_free(col.items, col.n);
-		col.items = NULL;
-		col.n = 0;
-	}
-	*out = col.items;
-	*n = col.n;
+	*out = collect_take(&col, rc, n);
 	return rc;
 }
 
