@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "core/fdpass.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "net/policy.h"
@@ -45,67 +46,19 @@ static int code_of(const char *name)
 /* Sends one message, with fd attached when it is >= 0. */
 static int send_msg(int sock, const char *data, size_t len, int fd)
 {
-	struct iovec iov = { (void *)data, len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	if (fd >= 0) {
-		memset(&ctl, 0, sizeof ctl);
-		msg.msg_control = ctl.buf;
-		msg.msg_controllen = sizeof ctl.buf;
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof fd);
-	}
-	ssize_t r;
-	do
-		r = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : 0;
+	return fl_send_fds(sock, data, len, &fd, fd >= 0 ? 1 : 0);
 }
 
 /* Receives one message into buf (NUL-terminated); *fd gets an attached descriptor or -1 (any
  * extra ones are closed). Returns the length, 0 at end of stream, or -errno. */
 static ssize_t recv_msg(int sock, char *buf, size_t cap, int *fd)
 {
-	struct iovec iov = { buf, cap - 1 };
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-	} ctl;
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			      .msg_controllen = sizeof ctl.buf };
-	*fd = -1;
-	ssize_t r;
-	do
-		r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int got;
-			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
-			if (*fd < 0)
-				*fd = got;
-			else
-				close(got);
-		}
-	}
-	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		if (*fd >= 0)
-			close(*fd);
+	int n_fds;
+	ssize_t r = fl_recv_fds(sock, buf, cap - 1, fd, 1, &n_fds);
+	if (!n_fds)
 		*fd = -1;
-		return -EMSGSIZE;
-	}
-	buf[r] = '\0';
+	if (r >= 0)
+		buf[r] = '\0';
 	return r;
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "core/fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -146,29 +147,11 @@ int sb_pending_run(struct sb_pending *p, char *const argv[], char *const envp[],
 	}
 	if (!rc) {
 		memcpy(msg, &h, sizeof h);
-		struct iovec iov = { .iov_base = msg, .iov_len = len };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(int) * 64)];
-		} cbuf;
-		if (n_fds > 0) {
-			memset(&cbuf, 0, sizeof cbuf);
-			mh.msg_control = cbuf.buf;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
-			memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n_fds);
-		}
-		ssize_t n;
-		while ((n = sendmsg(p->job_fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-			;
-		if (n != (ssize_t)len)
-			rc = fl_err_set(err, n < 0 ? -errno : FL_EIO,
+		int sent = fl_send_fds(p->job_fd, msg, len, fds, n_fds);
+		if (sent)
+			rc = fl_err_set(err, sent,
 					"sandbox step 'job' failed: the pre-started sandbox is gone: %s",
-					n < 0 ? strerror(errno) : "short write");
+					fl_strerror(sent));
 		explicit_bzero(msg, len);
 	}
 	if (rc) {

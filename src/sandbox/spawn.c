@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/assert.h"
 #include "core/err.h"
+#include "core/fdpass.h"
 #include "sandbox/sb_sys.h"
 
 #include <errno.h>
@@ -302,26 +303,7 @@ int sb__self_pidfd(void)
 /* One byte, and with it fd when >= 0. */
 static int send_go(int fd, int with_fd)
 {
-	struct iovec iov = { .iov_base = "g", .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	if (with_fd >= 0) {
-		memset(&cbuf, 0, sizeof cbuf);
-		mh.msg_control = cbuf.buf;
-		mh.msg_controllen = sizeof cbuf.buf;
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &with_fd, sizeof with_fd);
-	}
-	ssize_t n;
-	while ((n = sendmsg(fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
-	return n == 1 ? 0 : -errno;
+	return fl_send_fds(fd, "g", 1, &with_fd, with_fd >= 0 ? 1 : 0);
 }
 
 int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, struct sb_cgroup *cg,

@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "core/fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,62 +72,6 @@ struct sb_zygote {
 	struct sb_root *root;
 };
 
-static int send_msg(int sock, const void *data, size_t len, const int *fds, int n_fds)
-{
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	char cbuf[CMSG_SPACE(sizeof(int) * ZY_MAX_FDS)];
-	if (n_fds > 0) {
-		memset(cbuf, 0, sizeof cbuf);
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n_fds);
-	}
-	ssize_t n;
-	while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
-	return n == (ssize_t)len ? 0 : n < 0 ? -errno : FL_EIO;
-}
-
-/* Receives one message; *n_fds fds (at most max_fds, O_CLOEXEC) land in fds. Returns its
- * length, 0 at EOF, or -errno. */
-static ssize_t recv_msg(int sock, void *data, size_t size, int *fds, int max_fds, int *n_fds)
-{
-	struct iovec iov = { .iov_base = data, .iov_len = size };
-	char cbuf[CMSG_SPACE(sizeof(int) * ZY_MAX_FDS)];
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof cbuf };
-	ssize_t n;
-	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-		;
-	*n_fds = 0;
-	if (n < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		int *in = (int *)CMSG_DATA(c);
-		for (int i = 0; i < k; i++) {
-			if (*n_fds < max_fds)
-				fds[(*n_fds)++] = in[i];
-			else
-				close(in[i]);
-		}
-	}
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		for (int i = 0; i < *n_fds; i++)
-			close(fds[i]);
-		*n_fds = 0;
-		return -EMSGSIZE;
-	}
-	return n;
-}
-
 /* ---- zygote side ---- */
 
 static char zy_buf[ZY_MSG_MAX];
@@ -146,7 +91,7 @@ static void zy_reply(int sock, int rc, pid_t pid, const char *msg, int pidfd,
 		snprintf(r.cgroup_path, sizeof r.cgroup_path, "%s", cg->path);
 	}
 	int fds[2] = { pidfd, job_fd };
-	send_msg(sock, &r, sizeof r, fds, pidfd < 0 ? 0 : job_fd < 0 ? 1 : 2);
+	fl_send_fds(sock, &r, sizeof r, fds, pidfd < 0 ? 0 : job_fd < 0 ? 1 : 2);
 }
 
 /* Splits n NUL-terminated strings starting at *p (bounded by end) into out. */
@@ -230,7 +175,7 @@ int sb_zygote_serve(int sock, sb_zygote_entry_fn entry, void *arg)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	int parent_pidfd = (int)syscall(SYS_pidfd_open, getppid(), 0);
 	int fds[ZY_MAX_FDS], n_fds;
-	ssize_t len = recv_msg(sock, zy_buf, sizeof zy_buf, fds, ZY_MAX_FDS, &n_fds);
+	ssize_t len = fl_recv_fds(sock, zy_buf, sizeof zy_buf, fds, ZY_MAX_FDS, &n_fds);
 	struct zy_init init;
 	if (len < (ssize_t)sizeof init)
 		return len < 0 ? (int)len : FL_EPROTO;
@@ -258,7 +203,7 @@ int sb_zygote_serve(int sock, sb_zygote_entry_fn entry, void *arg)
 	if (rc)
 		return rc;
 	for (;;) {
-		len = recv_msg(sock, zy_buf, sizeof zy_buf, fds, ZY_MAX_FDS, &n_fds);
+		len = fl_recv_fds(sock, zy_buf, sizeof zy_buf, fds, ZY_MAX_FDS, &n_fds);
 		if (len == 0)
 			break;
 		if (len < 0) {
@@ -343,14 +288,14 @@ int sb_zygote_new(char *const argv[], const struct sb_host *host, struct sb_root
 		memcpy(msg + len + a, dst, b);
 		len += a + b;
 	}
-	if (!rc && (rc = send_msg(z->sock, msg, len, NULL, 0)))
+	if (!rc && (rc = fl_send_fds(z->sock, msg, len, NULL, 0)))
 		fl_err_set(err, rc, "zygote: cannot send its setup: %s", fl_strerror(rc));
 	fl_free(msg);
 	struct zy_reply reply;
 	if (!rc) {
 		struct pollfd pfd = { .fd = z->sock, .events = POLLIN };
 		int fds[1], n_fds = 0;
-		ssize_t n = poll(&pfd, 1, 10000) == 1 ? recv_msg(z->sock, &reply, sizeof reply, fds, 1, &n_fds) : -ETIMEDOUT;
+		ssize_t n = poll(&pfd, 1, 10000) == 1 ? fl_recv_fds(z->sock, &reply, sizeof reply, fds, 1, &n_fds) : -ETIMEDOUT;
 		for (int i = 0; i < n_fds; i++)
 			close(fds[i]);
 		if (n != (ssize_t)sizeof reply)
@@ -448,13 +393,13 @@ static int zy_request(struct sb_zygote *z, const struct sb_opts *opts, char *con
 		return fl_err_set(err, FL_ELIMIT, "zygote: argv and environment exceed %d bytes", ZY_MSG_MAX);
 	}
 	pthread_mutex_lock(&z->lock);
-	int rc = send_msg(z->sock, msg, len, all, k);
+	int rc = fl_send_fds(z->sock, msg, len, all, k);
 	explicit_bzero(msg, len);
 	struct zy_reply reply;
 	int rfds[2], n_rfds = 0;
 	ssize_t n = 0;
 	if (!rc)
-		n = recv_msg(z->sock, &reply, sizeof reply, rfds, 2, &n_rfds);
+		n = fl_recv_fds(z->sock, &reply, sizeof reply, rfds, 2, &n_rfds);
 	pthread_mutex_unlock(&z->lock);
 	if (rc)
 		return fl_err_set(err, rc, "zygote: cannot send the spawn request: %s", fl_strerror(rc));
