@@ -2,6 +2,7 @@
  * retry and cancel; and the public waitpoint endpoint that resumes a paused run. */
 #include "app/app_int.h"
 #include "core/alloc.h"
+#include "core/codec.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -333,7 +334,7 @@ void app_api_waitpoint(struct app *a, struct app_req *r, struct app_response *re
 			return;
 		}
 	} else if (r->raw->body_len) {
-		body = app_json_bytes(r->raw->body, r->raw->body_len);
+		body = fl_json_bytes(r->raw->body, r->raw->body_len);
 	}
 	json_t *headers = app_req_headers_json(r);
 	json_t *payload = json_pack("{s:o, s:o, s:O}", "body", body ? body : json_object(),

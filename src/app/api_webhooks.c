@@ -13,12 +13,9 @@
 #include "core/log.h"
 #include "core/rand.h"
 #include "core/time.h"
+#include "engine/pieces/pieces.h"
 #include "queue/bq.h"
 
-#include <ctype.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -113,160 +110,17 @@ void app_flow_forget(struct app *a, const char *flow_id)
 	pthread_mutex_unlock(&a->flow_mu);
 }
 
-/* ---- authentication of catch_webhook ---- */
-
-/* A field of the trigger's auth settings: authFields.<key>, or <key> at the top of input. */
-static const char *auth_field(const json_t *input, const char *key, const char *def)
-{
-	const char *v = json_string_value(json_object_get(json_object_get(input, "authFields"), key));
-	if (!v)
-		v = json_string_value(json_object_get(input, key));
-	return v && *v ? v : def;
-}
-
-static int same(const char *a, size_t alen, const char *b)
-{
-	size_t blen = strlen(b);
-	return alen == blen && !CRYPTO_memcmp(a, b, alen);
-}
-
-static int check_basic(const struct app_req *r, const json_t *input)
-{
-	const char *user = auth_field(input, "username", ""), *pass = auth_field(input, "password", "");
-	const char *h = app_req_header(r, "authorization");
-	if (!h || strncasecmp(h, "Basic ", 6))
-		return 0;
-	h += 6;
-	while (*h == ' ')
-		h++;
-	size_t len = strlen(h);
-	if (len > 4096)
-		return 0;
-	unsigned char *dec = fl_malloc(len + 4);
-	int n = EVP_DecodeBlock(dec, (const unsigned char *)h, (int)len);
-	int ok = 0;
-	if (n >= 0) {
-		/* EVP_DecodeBlock counts padding as zero bytes; drop them. */
-		while (len && h[len - 1] == '=' && n > 0) {
-			n--;
-			len--;
-		}
-		char *want = fl_asprintf("%s:%s", user, pass);
-		ok = same((const char *)dec, (size_t)n, want);
-		fl_free(want);
-	}
-	fl_free(dec);
-	return ok;
-}
-
-static int check_header(const struct app_req *r, const json_t *input)
-{
-	const char *name = auth_field(input, "headerName", NULL);
-	const char *value = auth_field(input, "headerValue", "");
-	const char *got = name ? app_req_header(r, name) : NULL;
-	return got && same(got, strlen(got), value);
-}
-
-static int check_hmac(const struct app_req *r, const json_t *input)
-{
-	const char *header = auth_field(input, "hmacHeaderName", "x-signature");
-	const char *secret = auth_field(input, "hmacSecret", "");
-	const char *alg = auth_field(input, "hmacAlgorithm", "sha256");
-	const char *enc = auth_field(input, "hmacEncoding", "hex");
-	const char *prefix = auth_field(input, "hmacSignaturePrefix", "");
-	const EVP_MD *md = !strcasecmp(alg, "sha1")	? EVP_sha1()
-			   : !strcasecmp(alg, "sha512") ? EVP_sha512()
-			   : !strcasecmp(alg, "sha256") ? EVP_sha256()
-							: NULL;
-	const char *got = app_req_header(r, header);
-	if (!md || !got)
-		return 0;
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int mac_len = 0;
-	static const unsigned char empty[1];
-	HMAC(md, secret, (int)strlen(secret),
-	     r->raw->body_len ? (const unsigned char *)r->raw->body : empty, r->raw->body_len, mac,
-	     &mac_len);
-	char sig[2 * EVP_MAX_MD_SIZE + 8];
-	if (!strcasecmp(enc, "base64")) {
-		EVP_EncodeBlock((unsigned char *)sig, mac, (int)mac_len);
-	} else {
-		for (unsigned i = 0; i < mac_len; i++)
-			snprintf(sig + 2 * i, 3, "%02x", mac[i]);
-	}
-	char *want = fl_asprintf("%s%s", prefix, sig);
-	while (*got == ' ')
-		got++;
-	size_t glen = strlen(got);
-	while (glen && got[glen - 1] == ' ')
-		glen--;
-	/* Hex digests are compared without regard to case. */
-	int ok;
-	if (strcasecmp(enc, "base64") && glen == strlen(want)) {
-		char *lower = fl_strndup(got, glen);
-		size_t plen = strlen(prefix);
-		for (size_t i = plen; i < glen; i++)
-			lower[i] = (char)tolower((unsigned char)lower[i]);
-		ok = same(lower, glen, want);
-		fl_free(lower);
-	} else {
-		ok = same(got, glen, want);
-	}
-	fl_free(want);
-	return ok;
-}
+/* ---- catch_webhook: authentication and trigger output (engine/pieces/webhook.c) ---- */
 
 /* 1 when the request passes the trigger's authentication (or it has none). */
-static int authorized(const struct app_req *r, const json_t *version)
+static int authorized(const struct app_req *r, const json_t *version, const json_t *headers)
 {
 	const json_t *settings = json_object_get(json_object_get(version, "trigger"), "settings");
 	const char *piece = json_string_value(json_object_get(settings, "pieceName"));
 	if (!piece || !strstr(piece, "piece-webhook"))
 		return 1;
-	const json_t *input = json_object_get(settings, "input");
-	const char *type = json_string_value(json_object_get(input, "authType"));
-	if (!type || !*type || !strcasecmp(type, "none"))
-		return 1;
-	if (!strcasecmp(type, "basic"))
-		return check_basic(r, input);
-	if (!strcasecmp(type, "header"))
-		return check_header(r, input);
-	if (!strcasecmp(type, "hmac"))
-		return check_hmac(r, input);
-	return 0; /* an auth type we do not know lets nothing through */
-}
-
-/* ---- the trigger output ---- */
-
-static int is_type(const char *ct, const char *want)
-{
-	if (!ct)
-		return 0;
-	while (*ct == ' ')
-		ct++;
-	size_t n = strlen(want);
-	return !strncasecmp(ct, want, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
-/* The body as the trigger output shows it; NULL (with err) for invalid JSON. */
-static json_t *parse_body(const struct app_req *r, struct fl_err *err)
-{
-	const char *b = r->raw->body;
-	size_t len = r->raw->body_len;
-	if (app_content_type_is_json(r->content_type)) {
-		json_t *v;
-		if (app_req_json(r, &v, err))
-			return NULL;
-		return v ? v : json_object();
-	}
-	if (!len)
-		return json_object();
-	if (is_type(r->content_type, "application/x-www-form-urlencoded")) {
-		json_t *o = json_object();
-		app_parse_query(b, len, o);
-		return o;
-	}
-	return app_json_bytes(b, len);
+	return !pc_webhook_check_auth(json_object_get(settings, "input"), headers, r->raw->body,
+				      r->raw->body_len, NULL);
 }
 
 void app_api_webhook(struct app *a, struct app_req *r, struct app_response *resp)
@@ -281,27 +135,22 @@ void app_api_webhook(struct app *a, struct app_req *r, struct app_response *resp
 		app_reply_fail(resp, rc, &err);
 		return;
 	}
-	int ok = authorized(r, version);
+	json_t *headers = app_req_headers_json(r);
+	int ok = authorized(r, version, headers);
 	json_decref(version);
 	if (!ok) {
+		json_decref(headers);
 		app_response_add_header(resp, "WWW-Authenticate", "Basic");
 		app_reply_error(resp, 401, "the webhook's authentication failed");
 		return;
 	}
-	json_t *body = parse_body(r, &err);
-	if (!body) {
+	json_t *output = pc_webhook_trigger_output(r->raw->method, headers, r->query, r->raw->body,
+						   r->raw->body_len, &err);
+	json_decref(headers);
+	if (!output) {
 		app_reply_error(resp, 400, "%s", err.msg);
 		return;
 	}
-	json_t *output = json_pack("{s:s, s:o, s:o, s:O, s:o}", "method",
-				   r->raw->method ? r->raw->method : "GET", "headers",
-				   app_req_headers_json(r), "body", body, "queryParams", r->query,
-				   "rawBody",
-				   r->raw->body_len ? app_json_bytes(r->raw->body, r->raw->body_len)
-						    : json_string(""));
-	if (!output) /* a method that is not UTF-8 */
-		output = json_pack("{s:s, s:o, s:o, s:O}", "method", "GET", "headers", json_object(),
-				   "body", json_object(), "queryParams", r->query);
 	char *text = fl_json_dump(output);
 	json_decref(output);
 

@@ -145,14 +145,8 @@ const char *app_req_header(const struct app_req *r, const char *name);
 /* Parses the body as JSON into *out. An empty body is NULL with 0. FL_EINVAL with a message. */
 int app_req_json(const struct app_req *r, json_t **out, struct fl_err *err);
 int app_content_type_is_json(const char *ct);
-/* Decodes %XX (and '+' as space when plus) in place-safe copy. Returns a heap string. */
-char *app_url_decode(const char *s, size_t len, int plus);
-/* Parses "a=1&b=2" into obj (last value wins). */
-void app_parse_query(const char *q, size_t len, json_t *obj);
 /* The request's headers as an object with lower-cased names. */
 json_t *app_req_headers_json(const struct app_req *r);
-/* A JSON string value for bytes: the text if it is UTF-8, else base64. */
-json_t *app_json_bytes(const char *data, size_t len);
 
 /* ---- responses ---- */
 

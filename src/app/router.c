@@ -5,6 +5,7 @@
 #include "app/app_int.h"
 #include "app/engine_api.h"
 #include "core/alloc.h"
+#include "core/codec.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -43,7 +44,7 @@ static int req_parse(struct app_req *r, const struct app_request *raw)
 	size_t plen = strcspn(t, "?#");
 	if (t[plen] == '?') {
 		size_t qlen = strcspn(t + plen + 1, "#");
-		app_parse_query(t + plen + 1, qlen, r->query);
+		fl_form_parse(t + plen + 1, qlen, r->query);
 	}
 	r->path = fl_strndup(t, plen);
 	const char *p = t;
@@ -58,7 +59,7 @@ static int req_parse(struct app_req *r, const struct app_request *raw)
 			p++;
 		if (r->n_segs == (int)(sizeof r->segs / sizeof r->segs[0]))
 			return -1;
-		r->segs[r->n_segs++] = app_url_decode(s, (size_t)(p - s), 0);
+		r->segs[r->n_segs++] = fl_url_decode(s, (size_t)(p - s), 0);
 	}
 	r->content_type = app_req_header(r, "content-type");
 	return 0;

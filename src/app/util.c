@@ -2,13 +2,13 @@
  * bodies, and the JSON error shape {"error": "..."}. Everything here handles untrusted input
  * from the network, so lengths are explicit and nothing assumes NUL-terminated bodies. */
 #include "app/app_int.h"
+#include "core/codec.h"
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/time.h"
 
 #include <ctype.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,71 +50,6 @@ int app_req_json(const struct app_req *r, json_t **out, struct fl_err *err)
 	return *out ? 0 : FL_EINVAL;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-char *app_url_decode(const char *s, size_t len, int plus)
-{
-	char *out = fl_malloc(len + 1);
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-			i += 2;
-			continue;
-		}
-		out[o++] = plus && s[i] == '+' ? ' ' : s[i];
-	}
-	out[o] = '\0';
-	return out;
-}
-
-/* A JSON string of a decoded component; bytes that are not UTF-8 come out base64. */
-json_t *app_json_bytes(const char *data, size_t len)
-{
-	json_t *s = json_stringn(data, len);
-	if (s)
-		return s;
-	char *enc = fl_malloc(4 * ((len + 2) / 3) + 1);
-	EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)data, (int)len);
-	s = json_string(enc);
-	fl_free(enc);
-	return s;
-}
-
-void app_parse_query(const char *q, size_t len, json_t *obj)
-{
-	size_t i = 0;
-	while (i < len) {
-		size_t end = i;
-		while (end < len && q[end] != '&')
-			end++;
-		if (end > i) {
-			size_t eq = i;
-			while (eq < end && q[eq] != '=')
-				eq++;
-			char *k = app_url_decode(q + i, eq - i, 1);
-			char *v = eq < end ? app_url_decode(q + eq + 1, end - eq - 1, 1)
-					   : fl_strdup("");
-			json_t *key_ok = json_string(k);
-			if (key_ok && *k)
-				json_object_set_new(obj, k, app_json_bytes(v, strlen(v)));
-			json_decref(key_ok);
-			fl_free(k);
-			fl_free(v);
-		}
-		i = end + 1;
-	}
-}
-
 json_t *app_req_headers_json(const struct app_req *r)
 {
 	json_t *headers = json_object();
@@ -130,10 +65,10 @@ json_t *app_req_headers_json(const struct app_req *r)
 		if (old) {
 			/* A repeated header is one value, comma-joined (RFC 9110 §5.3). */
 			char *joined = fl_asprintf("%s, %s", old, v);
-			json_object_set_new(headers, lower, app_json_bytes(joined, strlen(joined)));
+			json_object_set_new(headers, lower, fl_json_bytes(joined, strlen(joined)));
 			fl_free(joined);
 		} else {
-			json_object_set_new(headers, lower, app_json_bytes(v, strlen(v)));
+			json_object_set_new(headers, lower, fl_json_bytes(v, strlen(v)));
 		}
 		fl_free(lower);
 	}

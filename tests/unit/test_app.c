@@ -9,6 +9,7 @@
 
 #include "app/app_int.h"
 #include "core/alloc.h"
+#include "core/codec.h"
 #include "core/err.h"
 
 #include <string.h>
@@ -144,13 +145,13 @@ static void test_query_and_decoding(void **state)
 {
 	json_t *q = json_object();
 	const char *s = "a=1&b=two+words&c=%41%zz%4&&=skip&d&a=last&e=%C3%A9";
-	app_parse_query(s, strlen(s), q);
+	fl_form_parse(s, strlen(s), q);
 	check(q, "{\"a\":\"last\",\"b\":\"two words\",\"c\":\"A%zz%4\",\"d\":\"\",\"e\":\"\\u00e9\"}");
 	json_decref(q);
-	char *d = app_url_decode("x%2Fy+z%", 8, 0);
+	char *d = fl_url_decode("x%2Fy+z%", 8, 0);
 	assert_string_equal(d, "x/y+z%");
 	fl_free(d);
-	json_t *b = app_json_bytes("\xff\xfe", 2);
+	json_t *b = fl_json_bytes("\xff\xfe", 2);
 	assert_string_equal(json_string_value(b), "//4=");
 	json_decref(b);
 	assert_true(app_content_type_is_json("application/json; charset=utf-8"));

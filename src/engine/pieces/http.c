@@ -2,6 +2,7 @@
  * net/http.h (which applies the network policy to every hop), and applies the failureMode to
  * what comes back, with up to three immediate attempts. */
 #include "core/alloc.h"
+#include "core/codec.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -145,7 +146,7 @@ static int build_body(const char *body_type, const json_t *body_in, struct fl_bu
 static json_t *body_value(const char *data, size_t len, int binary)
 {
 	if (binary) {
-		char *b = pc_base64_encode(data, len);
+		char *b = fl_base64_encode(data, len);
 		json_t *v = json_string(b);
 		fl_free(b);
 		return v;
@@ -158,7 +159,7 @@ static json_t *body_value(const char *data, size_t len, int binary)
 	v = json_stringn(data, len);
 	if (v)
 		return v;
-	char *b = pc_base64_encode(data, len);
+	char *b = fl_base64_encode(data, len);
 	v = json_string(b);
 	fl_free(b);
 	return v;
@@ -278,7 +279,7 @@ int pc_http_send_request(struct pc_ctx *ctx, const json_t *input, json_t **outpu
 		const char *user = json_string_value(json_object_get(auth, "username"));
 		const char *pass = json_string_value(json_object_get(auth, "password"));
 		char *plain = fl_asprintf("%s:%s", user ? user : "", pass ? pass : "");
-		char *b64 = pc_base64_encode(plain, strlen(plain));
+		char *b64 = fl_base64_encode(plain, strlen(plain));
 		char *value = fl_asprintf("Basic %s", b64);
 		headers_add(&hdrs, "Authorization", value);
 		fl_free(plain);

@@ -8,7 +8,6 @@
 #include "engine/engine.h"
 
 #include <math.h>
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,13 +172,6 @@ int pc_input_bool(const json_t *input, const char *key, int def, int *out, struc
 		return 0;
 	}
 	return fl_err_set(err, FL_EINVAL, "input '%s' must be a boolean", key);
-}
-
-char *pc_base64_encode(const void *data, size_t len)
-{
-	char *out = fl_malloc(4 * ((len + 2) / 3) + 1);
-	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
 }
 
 /* The text an item is compared as: a string as it is, anything else as JSON. */

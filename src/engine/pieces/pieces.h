@@ -107,8 +107,6 @@ int pc_store_add_to_list(struct pc_ctx *ctx, const json_t *input, json_t **outpu
 int pc_store_remove_from_list(struct pc_ctx *ctx, const json_t *input, json_t **output,
 			      struct fl_err *err);
 
-/* Standard base64 with padding: a new heap string. */
-char *pc_base64_encode(const void *data, size_t len);
 
 /* Loose equality of list items in the store piece and router lists: "1" equals 1. */
 int pc_loose_equal(const json_t *a, const json_t *b);

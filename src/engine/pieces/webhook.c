@@ -2,6 +2,7 @@
  * the app when a request arrives) and the return_response action. */
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/codec.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "engine/pieces/pieces.h"
@@ -12,77 +13,6 @@
 #include <openssl/hmac.h>
 #include <string.h>
 #include <strings.h>
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* application/x-www-form-urlencoded decoding of s[0..len) into a new string. */
-static char *form_decode(const char *s, size_t len)
-{
-	char *out = fl_malloc(len + 1), *o = out;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '+') {
-			*o++ = ' ';
-		} else if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 &&
-			   hexval(s[i + 2]) >= 0) {
-			*o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
-static json_t *string_or_base64(const char *s, size_t len)
-{
-	json_t *v = json_stringn(s, len);
-	if (v)
-		return v;
-	/* Not UTF-8: keep the bytes, as base64. */
-	char *b = pc_base64_encode(s, len);
-	v = json_string(b);
-	fl_free(b);
-	return v;
-}
-
-static json_t *parse_form(const char *body, size_t len)
-{
-	json_t *o = json_object();
-	size_t i = 0;
-	while (i < len) {
-		size_t end = i;
-		while (end < len && body[end] != '&')
-			end++;
-		const char *eq = memchr(body + i, '=', end - i);
-		size_t klen = eq ? (size_t)(eq - (body + i)) : end - i;
-		if (klen) {
-			char *k = form_decode(body + i, klen);
-			char *v = eq ? form_decode(eq + 1, (size_t)(body + end - (eq + 1)))
-				     : fl_strdup("");
-			json_t *jv = string_or_base64(v, strlen(v));
-			json_t *jk = json_string(k);
-			if (jk)
-				json_object_set_new(o, k, jv);
-			else
-				json_decref(jv);
-			json_decref(jk);
-			fl_free(k);
-			fl_free(v);
-		}
-		i = end + 1;
-	}
-	return o;
-}
 
 json_t *pc_webhook_trigger_output(const char *method, const json_t *headers, const json_t *query,
 				  const char *body, size_t body_len, struct fl_err *err)
@@ -114,7 +44,10 @@ json_t *pc_webhook_trigger_output(const char *method, const json_t *headers, con
 	size_t mlen = strlen(mime);
 	int is_json = !strcmp(mime, "application/json") ||
 		      (mlen > 5 && !strcmp(mime + mlen - 5, "+json"));
-	if (!body_len) {
+	size_t blank = 0;
+	while (is_json && blank < body_len && isspace((unsigned char)body[blank]))
+		blank++;
+	if (!body_len || blank == body_len) {
 		parsed = json_object();
 	} else if (is_json) {
 		json_error_t je;
@@ -126,30 +59,37 @@ json_t *pc_webhook_trigger_output(const char *method, const json_t *headers, con
 			return NULL;
 		}
 	} else if (!strcmp(mime, "application/x-www-form-urlencoded")) {
-		parsed = parse_form(body, body_len);
+		parsed = json_object();
+		fl_form_parse(body, body_len, parsed);
 	} else {
-		parsed = string_or_base64(body, body_len);
+		parsed = fl_json_bytes(body, body_len);
 	}
-	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "method", method ? method : "GET", "headers",
-			 hdrs, "body", parsed, "queryParams",
-			 query ? json_incref((json_t *)query) : json_object(),
-			 "rawBody", string_or_base64(body ? body : "", body_len));
+	json_t *out = json_pack("{s:s, s:o, s:o, s:o, s:o}", "method", method ? method : "GET",
+				"headers", hdrs, "body", parsed, "queryParams",
+				query ? json_incref((json_t *)query) : json_object(), "rawBody",
+				fl_json_bytes(body ? body : "", body_len));
+	if (!out) /* a method that is not UTF-8 */
+		out = json_pack("{s:s, s:o, s:o, s:o}", "method", "GET", "headers", json_object(),
+				"body", json_object(), "queryParams",
+				query ? json_incref((json_t *)query) : json_object());
+	return out;
 }
 
-/* Constant-time comparison of two strings (their lengths are not secret). */
-static int secret_equal(const char *a, const char *b)
+/* A field of the trigger's auth settings: authFields.<key>, or <key> at the top of input;
+ * def when absent or empty. */
+static const char *auth_field(const json_t *input, const char *key, const char *def)
 {
-	size_t la = strlen(a), lb = strlen(b);
-	if (la != lb)
-		return 0;
-	return CRYPTO_memcmp(a, b, la) == 0;
+	const char *v = json_string_value(json_object_get(json_object_get(input, "authFields"), key));
+	if (!v)
+		v = json_string_value(json_object_get(input, key));
+	return v && *v ? v : def;
 }
 
-static const char *auth_field(const json_t *input, const char *key)
+/* Constant-time comparison (the lengths are not secret). */
+static int same(const char *a, size_t alen, const char *b)
 {
-	const json_t *fields = json_object_get(input, "authFields");
-	const char *v = json_string_value(json_object_get(fields, key));
-	return v ? v : json_string_value(json_object_get(input, key));
+	size_t blen = strlen(b);
+	return alen == blen && !CRYPTO_memcmp(a, b, alen);
 }
 
 static const char *header_value(const json_t *headers, const char *name)
@@ -163,71 +103,109 @@ static const char *header_value(const json_t *headers, const char *name)
 	return json_string_value(json_object_get(headers, lower));
 }
 
+static int check_basic(const json_t *input, const json_t *headers)
+{
+	const char *user = auth_field(input, "username", ""), *pass = auth_field(input, "password", "");
+	const char *h = header_value(headers, "authorization");
+	if (!h || strncasecmp(h, "Basic ", 6))
+		return 0;
+	h += 6;
+	while (*h == ' ')
+		h++;
+	size_t len = strlen(h);
+	if (len > 4096)
+		return 0;
+	unsigned char *dec = fl_malloc(len + 4);
+	int n = EVP_DecodeBlock(dec, (const unsigned char *)h, (int)len);
+	int ok = 0;
+	if (n >= 0) {
+		/* EVP_DecodeBlock counts padding as zero bytes; drop them. */
+		while (len && h[len - 1] == '=' && n > 0) {
+			n--;
+			len--;
+		}
+		char *want = fl_asprintf("%s:%s", user, pass);
+		ok = same((const char *)dec, (size_t)n, want);
+		fl_free(want);
+	}
+	fl_free(dec);
+	return ok;
+}
+
+static int check_header(const json_t *input, const json_t *headers)
+{
+	const char *name = auth_field(input, "headerName", NULL);
+	const char *value = auth_field(input, "headerValue", "");
+	const char *got = name ? header_value(headers, name) : NULL;
+	return got && same(got, strlen(got), value);
+}
+
+static int check_hmac(const json_t *input, const json_t *headers, const char *body,
+		      size_t body_len)
+{
+	const char *header = auth_field(input, "hmacHeaderName", "x-signature");
+	const char *secret = auth_field(input, "hmacSecret", "");
+	const char *alg = auth_field(input, "hmacAlgorithm", "sha256");
+	const char *enc = auth_field(input, "hmacEncoding", "hex");
+	const char *prefix = auth_field(input, "hmacSignaturePrefix", "");
+	const EVP_MD *md = !strcasecmp(alg, "sha1")	? EVP_sha1()
+			   : !strcasecmp(alg, "sha512") ? EVP_sha512()
+			   : !strcasecmp(alg, "sha256") ? EVP_sha256()
+							: NULL;
+	const char *got = header_value(headers, header);
+	if (!md || !got)
+		return 0;
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int mac_len = 0;
+	static const unsigned char empty[1];
+	HMAC(md, secret, (int)strlen(secret), body_len ? (const unsigned char *)body : empty,
+	     body_len, mac, &mac_len);
+	struct fl_buf want = FL_BUF_INIT;
+	fl_buf_adds(&want, prefix);
+	if (!strcasecmp(enc, "base64")) {
+		char *b = fl_base64_encode(mac, mac_len);
+		fl_buf_adds(&want, b);
+		fl_free(b);
+	} else {
+		for (unsigned i = 0; i < mac_len; i++)
+			fl_buf_addf(&want, "%02x", mac[i]);
+	}
+	while (*got == ' ')
+		got++;
+	size_t glen = strlen(got);
+	while (glen && got[glen - 1] == ' ')
+		glen--;
+	/* Hex digests are compared without regard to case. */
+	int ok;
+	if (strcasecmp(enc, "base64") && glen == want.len) {
+		char *lower = fl_strndup(got, glen);
+		for (size_t i = strlen(prefix); i < glen; i++)
+			lower[i] = (char)tolower((unsigned char)lower[i]);
+		ok = same(lower, glen, want.data);
+		fl_free(lower);
+	} else {
+		ok = same(got, glen, want.data);
+	}
+	fl_buf_release(&want);
+	return ok;
+}
+
 int pc_webhook_check_auth(const json_t *input, const json_t *headers, const char *body,
 			  size_t body_len, struct fl_err *err)
 {
 	const char *type = json_string_value(json_object_get(input, "authType"));
-	if (!type || !strcasecmp(type, "none"))
+	if (!type || !*type || !strcasecmp(type, "none"))
 		return 0;
-	if (!strcasecmp(type, "basic")) {
-		const char *user = auth_field(input, "username"), *pass = auth_field(input, "password");
-		const char *got = header_value(headers, "authorization");
-		if (!user || !pass || !got || strncasecmp(got, "Basic ", 6))
-			return fl_err_set(err, FL_EDENIED, "basic authentication failed");
-		char *plain = fl_asprintf("%s:%s", user, pass);
-		char *want = pc_base64_encode(plain, strlen(plain));
-		const char *cred = got + 6;
-		while (*cred == ' ')
-			cred++;
-		int ok = secret_equal(cred, want);
-		fl_free(plain);
-		fl_free(want);
-		return ok ? 0 : fl_err_set(err, FL_EDENIED, "basic authentication failed");
-	}
-	if (!strcasecmp(type, "header")) {
-		const char *name = auth_field(input, "headerName");
-		const char *want = auth_field(input, "headerValue");
-		const char *got = name ? header_value(headers, name) : NULL;
-		if (!want || !got || !secret_equal(got, want))
-			return fl_err_set(err, FL_EDENIED, "header authentication failed");
-		return 0;
-	}
-	if (!strcasecmp(type, "hmac")) {
-		const char *hname = auth_field(input, "hmacHeaderName");
-		const char *secret = auth_field(input, "hmacSecret");
-		const char *alg = auth_field(input, "hmacAlgorithm");
-		const char *enc = auth_field(input, "hmacEncoding");
-		const char *prefix = auth_field(input, "hmacSignaturePrefix");
-		if (!hname || !*hname)
-			hname = "x-signature";
-		if (!secret)
-			return fl_err_set(err, FL_EDENIED, "hmac authentication has no secret");
-		const EVP_MD *md = !alg || !strcasecmp(alg, "sha256") ? EVP_sha256()
-				   : !strcasecmp(alg, "sha1")		 ? EVP_sha1()
-				   : !strcasecmp(alg, "sha512")		 ? EVP_sha512()
-									 : NULL;
-		if (!md)
-			return fl_err_set(err, FL_EDENIED, "unknown hmac algorithm '%s'", alg);
-		unsigned char mac[EVP_MAX_MD_SIZE];
-		unsigned int mac_len = 0;
-		HMAC(md, secret, (int)strlen(secret), (const unsigned char *)(body ? body : ""),
-		     body_len, mac, &mac_len);
-		struct fl_buf want = FL_BUF_INIT;
-		fl_buf_adds(&want, prefix ? prefix : "");
-		if (enc && !strcasecmp(enc, "base64")) {
-			char *b = pc_base64_encode(mac, mac_len);
-			fl_buf_adds(&want, b);
-			fl_free(b);
-		} else {
-			for (unsigned i = 0; i < mac_len; i++)
-				fl_buf_addf(&want, "%02x", mac[i]);
-		}
-		const char *got = header_value(headers, hname);
-		int ok = got && secret_equal(got, want.data);
-		fl_buf_release(&want);
-		return ok ? 0 : fl_err_set(err, FL_EDENIED, "hmac signature mismatch");
-	}
-	return fl_err_set(err, FL_EDENIED, "unknown webhook authType '%s'", type);
+	int ok;
+	if (!strcasecmp(type, "basic"))
+		ok = check_basic(input, headers);
+	else if (!strcasecmp(type, "header"))
+		ok = check_header(input, headers);
+	else if (!strcasecmp(type, "hmac"))
+		ok = check_hmac(input, headers, body, body_len);
+	else /* an auth type we do not know lets nothing through */
+		return fl_err_set(err, FL_EDENIED, "unknown webhook authType '%s'", type);
+	return ok ? 0 : fl_err_set(err, FL_EDENIED, "%s authentication failed", type);
 }
 
 int pc_webhook_return_response(struct pc_ctx *ctx, const json_t *input, json_t **output,
