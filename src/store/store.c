@@ -198,12 +198,17 @@ static int collect_row(void *ud, const struct store_row *row)
 
 /* The collected items for the caller when rc is 0; when the query failed, frees what was read
  * and returns NULL with *n 0. */
+static void free_items(void *items, size_t n, size_t size, void (*release)(void *item))
+{
+	for (size_t i = 0; i < n; i++)
+		release((char *)items + i * size);
+	fl_free(items);
+}
+
 static void *collect_take(struct collect *c, int rc, size_t *n)
 {
 	if (rc) {
-		for (size_t i = 0; i < c->n; i++)
-			c->release((char *)c->items + i * c->size);
-		fl_free(c->items);
+		free_items(c->items, c->n, c->size, c->release);
 		c->items = NULL;
 		c->n = 0;
 	}
@@ -384,9 +389,7 @@ static void release_flow(void *item)
 
 void store_flow_list_free(struct store_flow *flows, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		store_flow_release(&flows[i]);
-	fl_free(flows);
+	free_items(flows, n, sizeof *flows, release_flow);
 }
 
 #define FLOW_COLS                                                                      \
@@ -629,9 +632,7 @@ static void release_run(void *item)
 
 void store_run_list_free(struct store_run *runs, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		store_run_release(&runs[i]);
-	fl_free(runs);
+	free_items(runs, n, sizeof *runs, release_run);
 }
 
 #define RUN_COLS                                                                             \
@@ -810,9 +811,7 @@ static void release_attempt(void *item)
 
 void store_attempt_list_free(struct store_attempt *a, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		release_attempt(&a[i]);
-	fl_free(a);
+	free_items(a, n, sizeof *a, release_attempt);
 }
 
 static void read_attempt(void *item, const struct store_row *r)
@@ -1037,9 +1036,7 @@ static void release_replay(void *item)
 
 void store_replay_list_free(struct store_replay *r, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		release_replay(&r[i]);
-	fl_free(r);
+	free_items(r, n, sizeof *r, release_replay);
 }
 
 int store_replay_list(struct store *s, const char *run_id, struct store_replay **out, size_t *n,
@@ -1067,9 +1064,7 @@ static void release_step(void *item)
 
 void store_step_list_free(struct store_step *steps, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		release_step(&steps[i]);
-	fl_free(steps);
+	free_items(steps, n, sizeof *steps, release_step);
 }
 
 int store_steps_put(struct store *s, const char *run_id, int attempt,
