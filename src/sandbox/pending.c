@@ -54,49 +54,15 @@ int sb__pending_finish(const struct sb_opts *opts, struct sb_cgroup *cg, struct 
 int sb_prestart(const struct sb_opts *opts, struct sb_pending **out, struct fl_err *err)
 {
 	*out = NULL;
-	if (!opts->host || !opts->root)
-		return fl_err_set(err, FL_EINVAL, "sandbox options need a host and a root");
-	if (!opts->host->sandbox)
-		return fl_err_set(err, FL_EUNSUPPORTED, "sandbox unavailable on this host: %s",
-				  opts->host->userns ? opts->host->sandbox_why : opts->host->userns_why);
-	const struct sb_plan *plan;
-	int rc = sb__root_plan(opts->root, &plan, err);
-	if (rc)
-		return rc;
-	int report[2];
-	if (pipe2(report, O_CLOEXEC))
-		return fl_err_set(err, -errno, "sandbox step 'spawn' failed: pipe: %s", strerror(errno));
-	struct sb_spawn_req req = {
-		.host = opts->host,
-		.plan = plan,
-		.flags = opts->flags,
-		.netns_fd = opts->netns_fd,
-		.limits = opts->limits,
-		.uid = opts->uid,
-		.gid = opts->gid,
-		.hostname = opts->hostname,
-		.cwd = opts->cwd,
-		.err_fd = report[1],
-		.parent_pidfd = sb__self_pidfd(),
-		.cgroup_owner = getpid(),
-		.pending = 1,
-	};
 	pid_t pid;
-	int pidfd, job_fd;
+	int pidfd = -1, report_fd, job_fd = -1;
 	struct sb_cgroup cg;
-	struct sb_ctx *ctx;
-	rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, &job_fd, err);
-	close(report[1]);
-	if (req.parent_pidfd >= 0)
-		close(req.parent_pidfd);
-	if (rc && rc != SB__GONE) {
-		close(report[0]);
-		if (pidfd >= 0)
-			sb__reap(pidfd);
-		sb__ctx_free(ctx);
+	struct sb_ctx *ctx = NULL;
+	int rc = sb__clone_opts(opts, NULL, NULL, 0, &pid, &pidfd, &cg, &ctx, &report_fd, &job_fd,
+				err);
+	if (rc && rc != SB__GONE)
 		return rc;
-	}
-	return sb__pending_finish(opts, &cg, ctx, pid, pidfd, report[0], job_fd, rc == SB__GONE, 0,
+	return sb__pending_finish(opts, &cg, ctx, pid, pidfd, report_fd, job_fd, rc == SB__GONE, 0,
 				  out, err);
 }
 

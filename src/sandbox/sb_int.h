@@ -259,6 +259,13 @@ void sb__ctx_free(struct sb_ctx *ctx);
  * child failed a step on its own; pass gone = 1 to sb__spawn_finish, which reports it. */
 int sb__clone(const struct sb_spawn_req *req, pid_t *pid, int *pidfd, struct sb_cgroup *cg,
 	      struct sb_ctx **ctx, int *job_fd, struct fl_err *err);
+/* The common start of sb_spawn and sb_prestart: checks opts, plans the root and sb__clones a
+ * sandbox for opts, running argv with fds (sb_spawn) or pre-started when job_fd is given. Returns
+ * 0 or SB__GONE with *pid, *pidfd, *cg, *ctx, *report_fd (and *job_fd) for the matching finish;
+ * any other code once everything is cleaned up. */
+int sb__clone_opts(const struct sb_opts *opts, char *const argv[], const int *fds, int n_fds,
+		   pid_t *pid, int *pidfd, struct sb_cgroup *cg, struct sb_ctx **ctx,
+		   int *report_fd, int *job_fd, struct fl_err *err);
 /* After sb__clone: reads the report, and on success hands pid, pidfd and cg (moved) to child;
  * on failure reaps the child and destroys cg. Closes report_fd. */
 int sb__spawn_finish(const struct sb_opts *opts, struct sb_cgroup *cg, struct sb_ctx *ctx,

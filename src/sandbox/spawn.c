@@ -575,8 +575,9 @@ static int check_opts(const struct sb_opts *opts, struct fl_err *err)
 	return 0;
 }
 
-int sb_spawn(const struct sb_opts *opts, char *const argv[], const int *fds, int n_fds,
-	     struct sb_child *child, struct fl_err *err)
+int sb__clone_opts(const struct sb_opts *opts, char *const argv[], const int *fds, int n_fds,
+		   pid_t *pid, int *pidfd, struct sb_cgroup *cg, struct sb_ctx **ctx,
+		   int *report_fd, int *job_fd, struct fl_err *err)
 {
 	int rc = check_opts(opts, err);
 	if (rc)
@@ -598,29 +599,41 @@ int sb_spawn(const struct sb_opts *opts, char *const argv[], const int *fds, int
 		.hostname = opts->hostname,
 		.cwd = opts->cwd,
 		.argv = argv,
-		.envp = opts->envp,
+		.envp = argv ? opts->envp : NULL,
 		.fds = fds,
 		.n_fds = n_fds,
 		.err_fd = report[1],
 		.parent_pidfd = sb__self_pidfd(),
 		.cgroup_owner = getpid(),
+		.pending = job_fd != NULL,
 	};
-	pid_t pid;
-	int pidfd;
-	struct sb_cgroup cg;
-	struct sb_ctx *ctx;
-	rc = sb__clone(&req, &pid, &pidfd, &cg, &ctx, NULL, err);
+	rc = sb__clone(&req, pid, pidfd, cg, ctx, job_fd, err);
 	close(report[1]);
 	if (req.parent_pidfd >= 0)
 		close(req.parent_pidfd);
 	if (rc && rc != SB__GONE) {
 		close(report[0]);
-		if (pidfd >= 0)
-			sb__reap(pidfd);
-		sb__ctx_free(ctx);
+		if (*pidfd >= 0)
+			sb__reap(*pidfd);
+		sb__ctx_free(*ctx);
 		return rc;
 	}
-	return sb__spawn_finish(opts, &cg, ctx, pid, pidfd, report[0], rc == SB__GONE, child, err);
+	*report_fd = report[0];
+	return rc;
+}
+
+int sb_spawn(const struct sb_opts *opts, char *const argv[], const int *fds, int n_fds,
+	     struct sb_child *child, struct fl_err *err)
+{
+	pid_t pid;
+	int pidfd = -1, report_fd;
+	struct sb_cgroup cg;
+	struct sb_ctx *ctx = NULL;
+	int rc = sb__clone_opts(opts, argv, fds, n_fds, &pid, &pidfd, &cg, &ctx, &report_fd, NULL,
+				err);
+	if (rc && rc != SB__GONE)
+		return rc;
+	return sb__spawn_finish(opts, &cg, ctx, pid, pidfd, report_fd, rc == SB__GONE, child, err);
 }
 
 int sb_child_wait(struct sb_child *child, int timeout_ms, struct sb_exit *out)
