@@ -97,9 +97,7 @@ char *fl_json_format_number(double d, char out[32])
 	return out;
 }
 
-/* A canonical array index ("0", "17", not "01"): JavaScript lists such keys first, in
- * numeric order, whatever order they were added in. */
-static bool is_index_key(const char *k, unsigned long *value)
+bool fl_json_index_key(const char *k, unsigned long *value)
 {
 	if (!*k || (k[0] == '0' && k[1]) || strlen(k) > 9)
 		return false;
@@ -160,7 +158,7 @@ static void write_object(struct fl_buf *b, const json_t *v, unsigned flags, int 
 	json_object_foreach((json_t *)v, k, member) {
 		keys[i] = (struct key_ref){ .key = k, .order = i };
 		if (flags & FL_JSON_JS_KEY_ORDER) {
-			keys[i].is_index = is_index_key(k, &keys[i].index);
+			keys[i].is_index = fl_json_index_key(k, &keys[i].index);
 			any_index |= keys[i].is_index;
 		}
 		i++;

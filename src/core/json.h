@@ -6,6 +6,7 @@
 #define FL_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct fl_err;
@@ -37,6 +38,10 @@ void fl_json_dump_buf(struct fl_buf *b, const json_t *value);
 /* Writes the double d as JavaScript's String(d) does ("5.4", "1e+21", "-0" as "0", "NaN",
  * "Infinity") into out, which must hold 32 bytes. Returns out. */
 char *fl_json_format_number(double d, char out[32]);
+
+/* True when k is a canonical array index ("0", "17", not "01"), with its value in *value:
+ * JavaScript lists such keys first, in numeric order, whatever order they were added in. */
+bool fl_json_index_key(const char *k, unsigned long *value);
 /* "object", "array", "string", "number", "boolean", "null" */
 const char *fl_json_type_name(const json_t *value);
 

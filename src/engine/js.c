@@ -256,6 +256,29 @@ static json_t *number_to_json(double d)
 	return json_real(d);
 }
 
+/* JSON.stringify(v) as UTF-8 in *text (heap; NULL when the result is undefined, as toJSON may
+ * make it). FL_EJS with the exception's text when it throws. */
+static int stringify(JSContextRef ctx, JSValueRef v, char **text, size_t *len, struct fl_err *err)
+{
+	*text = NULL;
+	JSValueRef exc = NULL;
+	JSStringRef json = JSValueCreateJSONString(ctx, v, 0, &exc);
+	if (exc) {
+		struct fl_buf b = FL_BUF_INIT;
+		js_exception_text(ctx, exc, &b);
+		fl_err_set(err, FL_EJS, "%s", b.data);
+		fl_buf_release(&b);
+		if (json)
+			JSStringRelease(json);
+		return FL_EJS;
+	}
+	if (json) {
+		*text = js_string_utf8(json, len);
+		JSStringRelease(json);
+	}
+	return 0;
+}
+
 int js_to_json(JSContextRef ctx, JSValueRef v, json_t **out, struct fl_err *err)
 {
 	*out = NULL;
@@ -278,20 +301,11 @@ int js_to_json(JSContextRef ctx, JSValueRef v, json_t **out, struct fl_err *err)
 		break;
 	default: break; /* BigInt: JSON.stringify throws, as it should */
 	}
-	JSValueRef exc = NULL;
-	JSStringRef json = JSValueCreateJSONString(ctx, v, 0, &exc);
-	if (exc) {
-		struct fl_buf b = FL_BUF_INIT;
-		js_exception_text(ctx, exc, &b);
-		fl_err_set(err, FL_EJS, "%s", b.data);
-		fl_buf_release(&b);
-		return FL_EJS;
-	}
-	if (!json)
-		return 0; /* toJSON gave undefined */
 	size_t len;
-	char *text = js_string_utf8(json, &len);
-	JSStringRelease(json);
+	char *text;
+	int rc = stringify(ctx, v, &text, &len, err);
+	if (rc || !text)
+		return rc;
 	json_error_t je;
 	*out = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
 	if (!*out) /* an integer beyond 64 bits, written out in full by JSON.stringify */
@@ -301,16 +315,6 @@ int js_to_json(JSContextRef ctx, JSValueRef v, json_t **out, struct fl_err *err)
 	if (!*out)
 		return fl_err_set(err, FL_EJS, "value cannot be written as JSON: %s", je.text);
 	return 0;
-}
-
-char *js_format_number(double d, char out[32])
-{
-	return fl_json_format_number(d, out);
-}
-
-void js_json_dump(struct fl_buf *b, const json_t *v)
-{
-	fl_json_write(b, v, FL_JSON_JS_KEY_ORDER);
 }
 
 /* ---- scripts ---- */
@@ -561,19 +565,9 @@ int js_session_eval_text(struct js_session *s, const char *expr, size_t len, str
 	if (t == kJSTypeString) {
 		text = js_value_utf8(ctx, v, &n);
 	} else {
-		JSValueRef exc = NULL;
-		JSStringRef json = JSValueCreateJSONString(ctx, v, 0, &exc);
-		if (exc) {
-			struct fl_buf b = FL_BUF_INIT;
-			js_exception_text(ctx, exc, &b);
-			fl_err_set(err, FL_EJS, "%s", b.data);
-			fl_buf_release(&b);
-			return FL_EJS;
-		}
-		if (!json)
-			return 0;
-		text = js_string_utf8(json, &n);
-		JSStringRelease(json);
+		rc = stringify(ctx, v, &text, &n, err);
+		if (rc || !text)
+			return rc;
 	}
 	fl_buf_add(out, text, n);
 	fl_free(text);

@@ -59,15 +59,6 @@ int js_session_eval(struct js_session *s, const char *expr, size_t len, json_t *
 int js_session_eval_text(struct js_session *s, const char *expr, size_t len, struct fl_buf *out,
 			 struct fl_err *err);
 
-/* Writes the number d as JavaScript's String(d) does ("5.4", "1e+21", "-0" as "0") into out,
- * which must hold 32 bytes. Returns out. The same as core's fl_json_format_number. */
-char *js_format_number(double d, char out[32]);
-
-/* Appends value to b as compact JSON text exactly as JavaScript's JSON.stringify writes it:
- * core's fl_json_write (shortest numbers, the same string escapes) with index-like keys first
- * in numeric order (FL_JSON_JS_KEY_ORDER). */
-void js_json_dump(struct fl_buf *b, const json_t *value);
-
 /* What a code step's fetch needs to stamp requests: Idempotency-Key: <run_id>:<step_path>:<n>,
  * with n counted from *request_count (incremented per request). */
 struct js_code_ctx {

@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "engine/js.h"
 
 #include <stdbool.h>
@@ -22,20 +23,6 @@ struct tmpl {
 };
 
 /* ---- the native path ---- */
-
-/* A canonical array index ("0", "17", not "01"): JavaScript lists such keys first, in
- * numeric order, whatever order they were added in. */
-static bool is_index_key(const char *k, unsigned long *value)
-{
-	if (!*k || (k[0] == '0' && k[1]) || strlen(k) > 9)
-		return false;
-	for (const char *p = k; *p; p++)
-		if (*p < '0' || *p > '9')
-			return false;
-	*value = strtoul(k, NULL, 10);
-	return true;
-}
-
 
 enum fast { FAST_VALUE, FAST_UNDEFINED, FAST_LENGTH, FAST_NO };
 
@@ -89,7 +76,7 @@ static enum fast step_into(const json_t **cur, const char *key, bool numeric)
 	}
 	if (json_is_array(v)) {
 		unsigned long idx;
-		if (is_index_key(key, &idx)) {
+		if (fl_json_index_key(key, &idx)) {
 			if (idx >= json_array_size(v))
 				return FAST_UNDEFINED;
 			*cur = json_array_get(v, idx);
@@ -280,7 +267,7 @@ static int eval_text(struct tmpl *t, const char *p, const char *end, struct fl_b
 		if (json_is_string(v))
 			fl_buf_add(out, json_string_value(v), json_string_length(v));
 		else
-			js_json_dump(out, v);
+			fl_json_write(out, v, FL_JSON_JS_KEY_ORDER);
 		return 0;
 	case FAST_UNDEFINED: return 0;
 	case FAST_NO: break;

@@ -293,22 +293,22 @@ static void test_js_eval(void **state)
 static void test_format_number(void **state)
 {
 	char b[32];
-	assert_string_equal(js_format_number(5.4, b), "5.4");
-	assert_string_equal(js_format_number(0.1 + 0.2, b), "0.30000000000000004");
-	assert_string_equal(js_format_number(1e21, b), "1e+21");
-	assert_string_equal(js_format_number(1e20, b), "100000000000000000000");
-	assert_string_equal(js_format_number(1.5e-7, b), "1.5e-7");
-	assert_string_equal(js_format_number(0.000001, b), "0.000001");
-	assert_string_equal(js_format_number(-0.0, b), "0");
-	assert_string_equal(js_format_number(-123.456, b), "-123.456");
-	assert_string_equal(js_format_number(3, b), "3");
-	assert_string_equal(js_format_number(NAN, b), "NaN");
+	assert_string_equal(fl_json_format_number(5.4, b), "5.4");
+	assert_string_equal(fl_json_format_number(0.1 + 0.2, b), "0.30000000000000004");
+	assert_string_equal(fl_json_format_number(1e21, b), "1e+21");
+	assert_string_equal(fl_json_format_number(1e20, b), "100000000000000000000");
+	assert_string_equal(fl_json_format_number(1.5e-7, b), "1.5e-7");
+	assert_string_equal(fl_json_format_number(0.000001, b), "0.000001");
+	assert_string_equal(fl_json_format_number(-0.0, b), "0");
+	assert_string_equal(fl_json_format_number(-123.456, b), "-123.456");
+	assert_string_equal(fl_json_format_number(3, b), "3");
+	assert_string_equal(fl_json_format_number(NAN, b), "NaN");
 
 	json_t *v = json_loads("{\"b\":1,\"10\":0,\"2\":2,\"a\":[1.5,6.4,\"q\\\"\\b\\u0001\u00e9\"],"
 			       "\"n\":null,\"t\":true}", 0, NULL);
 	assert_non_null(v);
 	struct fl_buf out = FL_BUF_INIT;
-	js_json_dump(&out, v);
+	fl_json_write(&out, v, FL_JSON_JS_KEY_ORDER);
 	assert_string_equal(out.data, "{\"2\":2,\"10\":0,\"b\":1,\"a\":[1.5,6.4,\"q\\\"\\b\\u0001\u00e9\"],"
 				      "\"n\":null,\"t\":true}");
 	fl_buf_release(&out);
