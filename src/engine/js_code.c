@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/codec.h"
 #include "core/err.h"
 #include "core/rand.h"
 #include "core/time.h"
@@ -296,37 +297,27 @@ static JSValueRef clear_timer(JSContextRef ctx, JSObjectRef fn, JSObjectRef self
 static JSValueRef js_btoa(JSContextRef ctx, JSObjectRef fn, JSObjectRef self, size_t argc,
 			  const JSValueRef argv[], JSValueRef *exception)
 {
-	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	JSStringRef s = JSValueToStringCopy(ctx, argc ? argv[0] : JSValueMakeUndefined(ctx),
 					    exception);
 	if (!s)
 		return NULL;
 	size_t n = JSStringGetLength(s);
 	const JSChar *c = JSStringGetCharactersPtr(s);
-	char *out = fl_malloc(4 * (n / 3 + 1) + 1);
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++)
+	/* Each character is one byte (Latin-1); anything wider cannot be encoded. */
+	unsigned char *bytes = fl_malloc(n + 1);
+	for (size_t i = 0; i < n; i++) {
 		if (c[i] > 0xff) {
 			JSStringRelease(s);
-			fl_free(out);
+			fl_free(bytes);
 			return throw_error(ctx, exception,
 					   "InvalidCharacterError: btoa takes only characters "
 					   "up to U+00FF");
 		}
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)c[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)c[i + 1] << 8;
-		if (i + 2 < n)
-			v |= c[i + 2];
-		out[o++] = alphabet[(v >> 18) & 63];
-		out[o++] = alphabet[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? alphabet[(v >> 6) & 63] : '=';
-		out[o++] = i + 2 < n ? alphabet[v & 63] : '=';
+		bytes[i] = (unsigned char)c[i];
 	}
-	out[o] = '\0';
 	JSStringRelease(s);
+	char *out = fl_base64_encode(bytes, n);
+	fl_free(bytes);
 	JSValueRef r = make_string(ctx, out);
 	fl_free(out);
 	return r;
