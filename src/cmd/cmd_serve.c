@@ -1,6 +1,6 @@
-/* flowd serve and flowd worker: the roles that run flows. `serve` runs the app and a worker in
- * one process tree (AP_CONTAINER_TYPE picks which), starting a private redis-server when
- * AP_REDIS_URL is unset; `worker` is the worker alone. Both stop gracefully on SIGTERM or SIGINT:
+/* flowd serve, flowd app and flowd worker. `serve` runs the roles AP_CONTAINER_TYPE picks (by
+ * default the app and a worker in one process tree), starting a private redis-server when
+ * AP_REDIS_URL is unset; `app` and `worker` are one role alone, with AP_REDIS_URL required. Both stop gracefully on SIGTERM or SIGINT:
  * no new job is fetched, running jobs get the grace period, and the rest go back to the queue. */
 #include "app/app.h"
 #include "app/service.h"
@@ -28,11 +28,12 @@ struct serve_opts {
 	int grace_s;
 };
 
-static int parse_opts(const char *cmd, int argc, char **argv, struct serve_opts *o)
+static int parse_opts(const char *cmd, int argc, char **argv, int has_worker,
+		      struct serve_opts *o)
 {
 	o->grace_s = DEFAULT_GRACE_S;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--grace") && i + 1 < argc) {
+		if (has_worker && !strcmp(argv[i], "--grace") && i + 1 < argc) {
 			char *end;
 			long v = strtol(argv[++i], &end, 10);
 			if (*end || v < 0 || v > 3600) {
@@ -102,8 +103,9 @@ static int run_roles(const char *cmd, struct fl_config *cfg, const struct serve_
 
 	const char *redis_url = cfg->redis_url;
 	if (!redis_url) {
-		if (cfg->container_type == FL_CONTAINER_WORKER) {
-			fprintf(stderr, "flowd %s: AP_REDIS_URL is required for a worker alone\n", cmd);
+		if (cfg->container_type != FL_CONTAINER_WORKER_AND_APP) {
+			fprintf(stderr, "flowd %s: AP_REDIS_URL is required for the %s role alone\n", cmd,
+				want_app ? "app" : "worker");
 			return 2;
 		}
 		if (mkdir(cfg->config_path, 0700) && errno != EEXIST) {
@@ -162,8 +164,11 @@ out:
 	if (app)
 		app_service_set_metrics_hook(app, NULL, NULL);
 	wk_worker_free(worker);
-	if (app)
-		app_service_stop(app, 5000);
+	if (app) {
+		/* Sync webhook callers get up to their own timeout, at most 10 s, to be answered. */
+		int grace = cfg->webhook_timeout_s * 1000;
+		app_service_stop(app, grace > 10000 ? 10000 : grace);
+	}
 	bq_server_stop(&redis);
 	fl_free(secret);
 	fl_info(cmd, "stopped");
@@ -173,13 +178,13 @@ out:
 static int start(const char *cmd, int argc, char **argv, int forced_type)
 {
 	struct serve_opts o;
-	int rc = parse_opts(cmd, argc, argv, &o);
+	int rc = parse_opts(cmd, argc, argv, forced_type != FL_CONTAINER_APP, &o);
 	if (rc)
 		return rc;
 	struct fl_config cfg;
 	struct fl_err err = { 0 };
-	if (forced_type == FL_CONTAINER_WORKER)
-		setenv("AP_CONTAINER_TYPE", "WORKER", 1);
+	if (forced_type >= 0)
+		setenv("AP_CONTAINER_TYPE", fl_container_type_name(forced_type), 1);
 	if (fl_config_load(&cfg, &err)) {
 		fprintf(stderr, "flowd %s: %s\n", cmd, err.msg);
 		return 2;
@@ -193,6 +198,11 @@ static int start(const char *cmd, int argc, char **argv, int forced_type)
 int cmd_serve(int argc, char **argv)
 {
 	return start("serve", argc, argv, -1);
+}
+
+int cmd_app(int argc, char **argv)
+{
+	return start("app", argc, argv, FL_CONTAINER_APP);
 }
 
 int cmd_worker(int argc, char **argv)
