@@ -77,6 +77,22 @@ static int put(const struct pc_ctx *ctx, const char *key, const json_t *value,
 	return ctx->host->store_put(ctx->host->ctx, key, value, err);
 }
 
+/* Ends an action that writes: unless rc already failed, stores value (taken) under key (taken)
+ * and makes it the step's output. */
+static int put_output(const struct pc_ctx *ctx, char *key, int rc, json_t *value,
+		      json_t **output, struct fl_err *err)
+{
+	if (!rc)
+		rc = put(ctx, key, value, err);
+	fl_free(key);
+	if (rc) {
+		json_decref(value);
+		return rc;
+	}
+	*output = value;
+	return 0;
+}
+
 /* Prepares an action: checks the store and computes the key. */
 static int begin(const struct pc_ctx *ctx, const json_t *input, char **key, struct fl_err *err)
 {
@@ -96,12 +112,7 @@ int pc_store_put(struct pc_ctx *ctx, const json_t *input, json_t **output, struc
 		value = json_null();
 	else
 		json_incref(value);
-	rc = put(ctx, key, value, err);
-	if (!rc)
-		*output = json_incref(value);
-	json_decref(value);
-	fl_free(key);
-	return rc;
+	return put_output(ctx, key, 0, value, output, err);
 }
 
 int pc_store_get(struct pc_ctx *ctx, const json_t *input, json_t **output, struct fl_err *err)
@@ -159,14 +170,7 @@ int pc_store_append(struct pc_ctx *ctx, const json_t *input, json_t **output,
 		fl_free(key);
 		return fl_err_set(err, FL_EINVAL, "the appended value is not valid text");
 	}
-	rc = put(ctx, key, value, err);
-	fl_free(key);
-	if (rc) {
-		json_decref(value);
-		return rc;
-	}
-	*output = value;
-	return 0;
+	return put_output(ctx, key, 0, value, output, err);
 }
 
 int pc_store_remove_value(struct pc_ctx *ctx, const json_t *input, json_t **output,
@@ -248,15 +252,8 @@ int pc_store_add_to_list(struct pc_ctx *ctx, const json_t *input, json_t **outpu
 			if (!ignore || !list_has(list, e))
 				json_array_append(list, e);
 		json_decref(items);
-		rc = put(ctx, key, list, err);
 	}
-	fl_free(key);
-	if (rc) {
-		json_decref(list);
-		return rc;
-	}
-	*output = list;
-	return 0;
+	return put_output(ctx, key, rc, list, output, err);
 }
 
 int pc_store_remove_from_list(struct pc_ctx *ctx, const json_t *input, json_t **output,
@@ -279,13 +276,6 @@ int pc_store_remove_from_list(struct pc_ctx *ctx, const json_t *input, json_t **
 		json_decref(items);
 		json_decref(list);
 		list = kept;
-		rc = put(ctx, key, list, err);
 	}
-	fl_free(key);
-	if (rc) {
-		json_decref(list);
-		return rc;
-	}
-	*output = list;
-	return 0;
+	return put_output(ctx, key, rc, list, output, err);
 }
