@@ -93,6 +93,11 @@ struct eng_engine *eng_engine_new(const struct eng_engine_opts *opts)
 	return e;
 }
 
+void eng_engine_idle(struct eng_engine *e)
+{
+	js_prepare_code_context(e->js);
+}
+
 void eng_engine_free(struct eng_engine *e)
 {
 	if (!e)

@@ -82,6 +82,9 @@ struct eng_engine;
 struct eng_engine *eng_engine_new(const struct eng_engine_opts *opts);
 void eng_engine_free(struct eng_engine *e);
 
+/* The engine has nothing to do until its host answers (js_prepare_code_context). */
+void eng_engine_idle(struct eng_engine *e);
+
 struct eng_run_opts {
 	const char *run_id;           /* for Idempotency-Keys, waitpoints and store scopes */
 	const char *flow_id;          /* for FLOW and RUN store scopes */

@@ -31,6 +31,13 @@ struct js_runtime;
 struct js_runtime *js_runtime_new(const struct js_runtime_opts *opts);
 void js_runtime_free(struct js_runtime *rt);
 
+/* For idle moments (waiting for a checkpoint's ack, or for the next operation): once the VM
+ * runs, creates the global context that the next code step will take, so that the step does
+ * not wait for it (a fresh context costs about 0.2 ms). Nothing runs in it before that step,
+ * so it is as fresh as one created on the step's path. Does nothing before the VM starts, or
+ * when such a context is already waiting. */
+void js_prepare_code_context(struct js_runtime *rt);
+
 /* Evaluates the JavaScript expression expr with each member of scope (an object: step name →
  * output) bound as a global name. On success *out is a new reference to the value as JSON, or
  * NULL when the value is undefined (or a function, or a symbol). Returns FL_EJS when the

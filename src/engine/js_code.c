@@ -1066,7 +1066,9 @@ int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 	run.g.rt = rt;
 	run.g.run = &run;
 	js_start(rt);
-	run.ctx = JSGlobalContextCreateInGroup(rt->group, rt->code_class);
+	run.ctx = rt->spare_code_ctx ? rt->spare_code_ctx
+				     : JSGlobalContextCreateInGroup(rt->group, rt->code_class);
+	rt->spare_code_ctx = NULL;
 	JSObjectSetPrivate(JSContextGetGlobalObject(run.ctx), &run.g);
 	/* The context holds its unhandled-rejection callback as a GC root: a function of its own
 	 * would keep the whole context alive forever, so every step gets the runtime's one. */
@@ -1103,8 +1105,18 @@ int js_run_code(struct js_runtime *rt, const char *source, const json_t *inputs,
 	return rc;
 }
 
+void js_prepare_code_context(struct js_runtime *rt)
+{
+	if (rt->group && !rt->spare_code_ctx)
+		rt->spare_code_ctx = JSGlobalContextCreateInGroup(rt->group, rt->code_class);
+}
+
 void js_code_runtime_release(struct js_runtime *rt)
 {
+	if (rt->spare_code_ctx) {
+		JSGlobalContextRelease(rt->spare_code_ctx);
+		rt->spare_code_ctx = NULL;
+	}
 	if (!rt->host_ctx)
 		return;
 	JSValueUnprotect(rt->host_ctx, rt->rejection_handler);

@@ -40,6 +40,7 @@ struct js_runtime {
 	struct js_global *host_global;
 	JSObjectRef rejection_handler;
 	struct js_code_run *current_run;
+	JSGlobalContextRef spare_code_ctx; /* js_prepare_code_context; NULL when none waits */
 };
 
 /* A scope name bound lazily on first use in one context. */

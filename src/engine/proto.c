@@ -29,6 +29,7 @@ struct engine_cache {
 
 struct pipe_host {
 	FILE *in, *out;
+	struct eng_engine *engine; /* of the operation running; idles while an answer is awaited */
 	const char *run_id;
 	int ack_all;
 	int ack_none;    /* flags.noCheckpoint: never wait for an ack (not durable) */
@@ -107,6 +108,8 @@ static json_t *expect(struct pipe_host *h, const char *want)
 
 static int wait_ack(struct pipe_host *h)
 {
+	if (h->engine)
+		eng_engine_idle(h->engine);
 	json_t *m = expect(h, "ack");
 	if (!m)
 		return FL_EPROTO;
@@ -322,7 +325,9 @@ static void serve_run(struct pipe_host *h, struct engine_cache *cache, const jso
 			.store_put = on_store_put,
 			.store_delete = on_store_delete,
 		};
+		h->engine = cache->engine;
 		rc = eng_run(cache->engine, flow, &ro, &host, &result, &status, &err);
+		h->engine = NULL;
 	}
 	if (h->broken) {
 		json_decref(result);
@@ -364,6 +369,8 @@ int eng_proto_serve(FILE *in, FILE *out)
 		serve_run(&h, &cache, m);
 		h.run_id = NULL;
 		json_decref(m);
+		if (cache.engine)
+			eng_engine_idle(cache.engine);
 	}
 	engine_cache_release(&cache);
 	free(h.line);

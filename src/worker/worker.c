@@ -45,8 +45,12 @@
 #define WK_HIST_BUCKETS 11
 static const int64_t hist_bounds_us[WK_HIST_BUCKETS] = { 500,   1000,  2000,   3000,   5000,  10000,
 							  25000, 50000, 100000, 250000, 1000000 };
+/* Checkpoints are a round trip to the app and a commit: a fraction of a millisecond. */
+static const int64_t checkpoint_bounds_us[WK_HIST_BUCKETS] = { 50,   100,  200,   300,    500,   1000,
+								2000, 5000, 10000, 50000, 250000 };
 
 struct wk_hist {
+	const int64_t *bounds; /* NULL: hist_bounds_us */
 	atomic_ullong bucket[WK_HIST_BUCKETS + 1]; /* the last one: +Inf */
 	atomic_ullong sum_us;
 	atomic_ullong count;
@@ -54,8 +58,9 @@ struct wk_hist {
 
 static void hist_add(struct wk_hist *h, int64_t us)
 {
+	const int64_t *bounds = h->bounds ? h->bounds : hist_bounds_us;
 	int i = 0;
-	while (i < WK_HIST_BUCKETS && us > hist_bounds_us[i])
+	while (i < WK_HIST_BUCKETS && us > bounds[i])
 		i++;
 	atomic_fetch_add(&h->bucket[i], 1);
 	atomic_fetch_add(&h->sum_us, (unsigned long long)(us > 0 ? us : 0));
@@ -66,12 +71,13 @@ static void hist_print(struct fl_buf *out, const char *name, const char *help,
 		       const struct wk_hist *h)
 {
 	fl_buf_addf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	const int64_t *bounds = h->bounds ? h->bounds : hist_bounds_us;
 	unsigned long long cum = 0;
 	for (int i = 0; i <= WK_HIST_BUCKETS; i++) {
 		cum += atomic_load(&h->bucket[i]);
 		if (i < WK_HIST_BUCKETS)
 			fl_buf_addf(out, "%s_bucket{le=\"%g\"} %llu\n", name,
-				    (double)hist_bounds_us[i] / 1e6, cum);
+				    (double)bounds[i] / 1e6, cum);
 		else
 			fl_buf_addf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
 	}
@@ -130,6 +136,7 @@ struct wk_worker {
 	 * a context made, the step evaluated): what a sandbox mode adds to a job's path. */
 	struct wk_hist engine_start;
 	struct wk_hist first_step;
+	struct wk_hist checkpoint;
 };
 
 static const char *const final_statuses[] = { "SUCCEEDED", "FAILED",  "PAUSED",
@@ -706,6 +713,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 					      json_pack("{sOsO}", "path", json_object_get(ev, "path"),
 							"record", json_object_get(ev, "record")));
 			if (json_is_true(json_object_get(ev, "ack"))) {
+				int64_t t0 = fl_mono_us();
 				long st = flush_steps(r, &err);
 				if (st) {
 					json_decref(ev);
@@ -715,6 +723,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 					return status_result(r, "INTERNAL_ERROR", "the app refused a checkpoint");
 				}
 				reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
+				hist_add(&w->checkpoint, fl_mono_us() - t0);
 			}
 		} else if (!strcmp(type, "step_replayed")) {
 			json_t *path = json_object_get(ev, "path");
@@ -926,6 +935,7 @@ int wk_worker_new(const struct wk_worker_opts *o, struct wk_worker **out, struct
 	fl_info("worker", "%s", policy_line);
 	fl_free(policy_line);
 	struct wk_worker *w = fl_calloc(1, sizeof *w);
+	w->checkpoint.bounds = checkpoint_bounds_us;
 	w->cfg = cfg;
 	w->policy = policy;
 	pthread_mutex_init(&w->zygote_lock, NULL);
@@ -1100,4 +1110,7 @@ void wk_worker_metrics(struct wk_worker *w, struct fl_buf *out)
 		   &w->engine_start);
 	hist_print(out, "flowd_worker_first_step_done_seconds",
 		   "From a job asking for its engine to its first step finished.", &w->first_step);
+	hist_print(out, "flowd_worker_checkpoint_seconds",
+		   "From a step's record to the engine's ack: the app has committed it.",
+		   &w->checkpoint);
 }

@@ -328,6 +328,22 @@ static void test_fresh_globals(void **state)
 	assert_code("export const code = async () => typeof leak2;", NULL, "\"undefined\"");
 }
 
+/* A context prepared while the engine waits is as fresh as one made on the step's path: the
+ * step before leaves nothing in it, and preparing twice still gives each step its own. */
+static void test_prepared_context(void **state)
+{
+	assert_code("globalThis.leak3 = 1; export const code = async () => leak3;", NULL, "1");
+	js_prepare_code_context(rt);
+	js_prepare_code_context(rt);
+	assert_code("globalThis.leak4 = 2;\n"
+		    "export const code = async (i) => [typeof leak3, i.n];", "{\"n\":7}",
+		    "[\"undefined\",7]");
+	assert_code("export const code = async () => typeof leak4;", NULL, "\"undefined\"");
+	js_prepare_code_context(rt);
+	assert_code_fails("export const code = () => { throw new Error('in a prepared one'); };",
+			  FL_EJS, "Error: in a prepared one");
+}
+
 static void test_fetch(void **state)
 {
 	int count = 0;
@@ -502,6 +518,7 @@ int main(void)
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_crypto),
 		cmocka_unit_test(test_fresh_globals),
+		cmocka_unit_test(test_prepared_context),
 		cmocka_unit_test(test_fetch),
 		cmocka_unit_test(test_fetch_policy),
 		cmocka_unit_test(test_contexts_collected),
