@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef FLOWD_VERSION
 #define FLOWD_VERSION "0.1.0"
@@ -280,8 +281,18 @@ static void engine_cache_release(struct engine_cache *c)
 	fl_free(c->net_key);
 }
 
-/* Runs one operation. */
-static void serve_run(struct pipe_host *h, struct engine_cache *cache, const json_t *op)
+/* CPU time of the whole engine process (every thread, JavaScriptCore's included), in ns. */
+static int64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Runs one operation. *cpu_mark is the engine's CPU time when the previous one ended: the
+ * operation is charged with everything since, the context prepared for it included. */
+static void serve_run(struct pipe_host *h, struct engine_cache *cache, const json_t *op,
+		      int64_t *cpu_mark)
 {
 	const char *run_id = json_string_value(json_object_get(op, "runId"));
 	h->run_id = run_id ? run_id : "";
@@ -340,6 +351,9 @@ static void serve_run(struct pipe_host *h, struct engine_cache *cache, const jso
 		json_object_set_new(fin, "error", json_string(err.msg));
 	else
 		json_object_set_new(fin, "result", result);
+	int64_t cpu = process_cpu_ns();
+	json_object_set_new(fin, "cpuNs", json_integer(cpu - *cpu_mark));
+	*cpu_mark = cpu;
 	emit(h, fin);
 	eng_flow_free(flow);
 }
@@ -351,6 +365,7 @@ int eng_proto_serve(FILE *in, FILE *out)
 	struct engine_cache cache = { 0 };
 	emit(&h, json_pack("{s:s, s:i, s:s}", "type", "ready", "protocol", ENG_PROTO_VERSION,
 			   "version", FLOWD_VERSION));
+	int64_t cpu_mark = process_cpu_ns();
 	while (!h.broken) {
 		json_t *m = read_message(&h);
 		if (!m)
@@ -366,7 +381,7 @@ int eng_proto_serve(FILE *in, FILE *out)
 			json_decref(m);
 			break;
 		}
-		serve_run(&h, &cache, m);
+		serve_run(&h, &cache, m, &cpu_mark);
 		h.run_id = NULL;
 		json_decref(m);
 		if (cache.engine)

@@ -59,8 +59,10 @@
  *       the store piece; the worker answers {"type":"store_result","found":bool,"value":…}
  *       for get, {"type":"store_result"} for put/delete, or {"type":"store_result",
  *       "error":"…"} (the step fails with that message).
- *   {"type":"finished","runId","status":"SUCCEEDED"|…,"result":{…}}
- *       the run result of §5.4 (status, steps, failedStep?, response?, duration, waitpoint?).
+ *   {"type":"finished","runId","status":"SUCCEEDED"|…,"result":{…},"cpuNs"}
+ *       the run result of §5.4 (status, steps, failedStep?, response?, duration, waitpoint?);
+ *       cpuNs is the CPU time the whole engine process spent since the previous operation
+ *       ended (or since ready): the operation's, with what was prepared for it while idle.
  *       An operation that cannot be run at all (an invalid flow) finishes with status
  *       INTERNAL_ERROR and an "error" message, and no other event.
  *

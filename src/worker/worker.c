@@ -184,6 +184,7 @@ struct job_run {
 	int64_t engine_start_us; /* this job's engine was started for it: spawn to ready line; or -1 */
 	int64_t engine_warm_us;  /* it was started and warmed up ahead of the job: the warm-up; or -1 */
 	int64_t first_step_us;   /* job asked for an engine to its first step finished; else -1 */
+	int64_t engine_cpu_ns;   /* the engine's CPU time for the operation, as it reported; or -1 */
 };
 
 static int give_up(void *arg)
@@ -440,6 +441,8 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 		json_object_set_new(fields, "engineWarmUs", json_integer(r->engine_warm_us));
 	if (r->first_step_us >= 0)
 		json_object_set_new(fields, "firstStepDoneUs", json_integer(r->first_step_us));
+	if (r->engine_cpu_ns >= 0)
+		json_object_set_new(fields, "engineCpuNs", json_integer(r->engine_cpu_ns));
 	fl_log_fields(FL_LOG_INFO, "worker", fields, "run finished");
 	json_decref(reply);
 }
@@ -740,6 +743,9 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		} else if (!strcmp(type, "store")) {
 			relay_store(r, ev);
 		} else if (!strcmp(type, "finished")) {
+			json_t *cpu = json_object_get(ev, "cpuNs");
+			if (json_is_integer(cpu))
+				r->engine_cpu_ns = json_integer_value(cpu);
 			json_t *res = json_object_get(ev, "result");
 			res = json_is_object(res) ? json_incref(res)
 						  : status_result(r, json_string_value(json_object_get(
@@ -810,6 +816,7 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 		.engine_start_us = -1,
 		.engine_warm_us = -1,
 		.first_step_us = -1,
+		.engine_cpu_ns = -1,
 	};
 	r.call = (struct wk_call){ .base_url = w->app_url, .token = token, .give_up = give_up,
 				   .local = w->app_local, .local_arg = w->app_local_arg,

@@ -193,6 +193,8 @@ def test_engine():
     check(acks == {"trigger": False, "put": True, "m": False, "get": True, "resp": True},
           "acks only for steps with effects: %s" % acks)
     check(any(ev["type"] == "respond" for ev in events), "respond event sent")
+    check(isinstance(fin.get("cpuNs"), int) and fin["cpuNs"] > 0,
+          "finished reports the operation's CPU time: %s" % fin.get("cpuNs"))
     check(all(ev.get("runId") == "RunA00000000000000001" for ev in events),
           "every event names the run")
 
