@@ -1118,6 +1118,7 @@ void wk_worker_metrics(struct wk_worker *w, struct fl_buf *out)
 	hist_print(out, "flowd_worker_first_step_done_seconds",
 		   "From a job asking for its engine to its first step finished.", &w->first_step);
 	hist_print(out, "flowd_worker_checkpoint_seconds",
-		   "From a step's record to the engine's ack: the app has committed it.",
+		   "From a step's record reaching the worker to the engine's ack: the app has "
+		   "committed it.",
 		   &w->checkpoint);
 }

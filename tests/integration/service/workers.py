@@ -2,7 +2,8 @@
 """Three `flowd worker` processes with AP_WORKER_CONCURRENCY=5 behind one `flowd app` drain
 1,000 runs (issue 4). Each worker's /metrics (on its own AP_PORT) shows runs done by it, the
 three add up to 1,000, and none ever had more than 5 engines: flowd_worker_engines_peak <= 5,
-and the engine processes counted in /proc while the runs drain agree."""
+and the engine processes counted in /proc while the runs drain agree. Each run's one code step
+is one checkpoint in flowd_worker_checkpoint_seconds."""
 import os
 import sys
 import time
@@ -73,6 +74,11 @@ def test():
             check(most[i] <= CONCURRENCY, "worker%d had %d engines at once", i, most[i])
             check(m.get('flowd_worker_jobs_total{outcome="rejected"}', 0) == 0,
                   "worker%d rejected jobs", i)
+            # One code step per run: one checkpoint each, every one in the +Inf bucket.
+            ck = m.get("flowd_worker_checkpoint_seconds_count")
+            check(ck == done and m.get('flowd_worker_checkpoint_seconds_bucket{le="+Inf"}') == ck
+                  and m.get("flowd_worker_checkpoint_seconds_sum", 0) > 0,
+                  "worker%d: %s checkpoints for %d runs of one code step", i, ck, done)
         check(sum(per_worker) == N, "the workers' counts add up to %d, want %d",
               sum(per_worker), N)
         # Every run names the worker that ran it, and all three appear.
