@@ -19,11 +19,8 @@
 #define MAPPER "@activepieces/piece-data-mapper"
 #define STORE "@activepieces/piece-store"
 
-/* return_response has no checkpoint of its own: the response reaches the app at once, in its
- * own event, where the first one a run sends is kept; a replay that sends it again changes
- * nothing. Its record goes with the next checkpoint or the result. */
 static const struct pc_action actions[] = {
-	{ WEBHOOK, "return_response", pc_webhook_return_response, 0 },
+	{ WEBHOOK, "return_response", pc_webhook_return_response, 1 },
 	{ HTTP, "send_request", pc_http_send_request, 1 },
 	{ DELAY, "delayFor", pc_delay_for, 1 },
 	{ DELAY, "delay_until", pc_delay_until, 1 },

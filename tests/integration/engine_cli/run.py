@@ -190,7 +190,7 @@ def test_engine():
     check(fin["status"] == "SUCCEEDED", "engine run SUCCEEDED: %s" % fin)
     check(fin["result"]["response"]["body"] == "hello", "the store round trip: %s" % fin)
     acks = {ev["name"]: ev["ack"] for ev in events if ev["type"] == "step_finished"}
-    check(acks == {"trigger": False, "put": True, "m": False, "get": True, "resp": False},
+    check(acks == {"trigger": False, "put": True, "m": False, "get": True, "resp": True},
           "acks only for steps with effects: %s" % acks)
     check(any(ev["type"] == "respond" for ev in events), "respond event sent")
     check(isinstance(fin.get("cpuNs"), int) and fin["cpuNs"] > 0,
