@@ -263,26 +263,11 @@ SB_CHILD void sb__child_cgroup(struct sb_launch *l)
 	long r;
 	if (l->wait_cgroup) {
 		char go;
-		struct iovec iov = { .iov_base = &go, .iov_len = 1 };
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} cbuf;
-		struct msghdr mh;
-		memset(&mh, 0, sizeof mh);
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf.buf;
-		mh.msg_controllen = sizeof cbuf.buf;
-		while ((r = sb_sys3(SYS_recvmsg, l->go_fd, &mh, MSG_CMSG_CLOEXEC)) == -EINTR)
-			;
+		int tasks, n_fds, truncated;
+		r = sb__child_recv(l->go_fd, &go, 1, &tasks, 1, &n_fds, &truncated);
 		if (r != 1)
 			sb__child_exit(126);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(int))) {
-			int tasks;
-			memcpy(&tasks, CMSG_DATA(c), sizeof tasks);
+		if (n_fds == 1) {
 			r = sb_sys3(SYS_write, tasks, "0\n", 2);
 			sb_sys1(SYS_close, tasks);
 			if (r != 2)

@@ -158,6 +158,12 @@ SB_CHILD _Noreturn void sb__child_main(struct sb_launch *l);
 SB_CHILD _Noreturn void sb__child_fail(struct sb_launch *l, int step, int err, const char *what,
 			      const char *path);
 SB_CHILD _Noreturn void sb__child_exit(int code);
+/* One recvmsg on fd into buf[0..len), EINTR retried. Passed fds are counted in *n_fds (which may
+ * exceed max_fds by one) and at most max_fds (<= 64) of them copied into fds; *truncated when
+ * the data or the fds did not fit.
+ * Returns the bytes received (0 at EOF) or -errno. Raw system calls only. */
+SB_CHILD long sb__child_recv(int fd, void *buf, size_t len, int *fds, int max_fds, int *n_fds,
+			     int *truncated);
 
 /* root.c: the list behind struct sb_root. */
 struct sb_bind {

@@ -78,6 +78,35 @@ SB_CHILD _Noreturn void sb__child_exit(int code)
 		sb_sys1(SYS_exit_group, code);
 }
 
+SB_CHILD long sb__child_recv(int fd, void *buf, size_t len, int *fds, int max_fds, int *n_fds,
+			     int *truncated)
+{
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 64)];
+	} cbuf;
+	struct msghdr mh;
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf.buf;
+	mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)max_fds);
+	long n;
+	while ((n = sb_sys3(SYS_recvmsg, fd, &mh, MSG_CMSG_CLOEXEC)) == -EINTR)
+		;
+	*n_fds = 0;
+	*truncated = n >= 0 && (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC));
+	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+		/* The control space is rounded up: it may hold one more fd than asked for. */
+		*n_fds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		memcpy(fds, CMSG_DATA(c),
+		       sizeof(int) * (size_t)(*n_fds < max_fds ? *n_fds : max_fds));
+	}
+	return n;
+}
+
 SB_CHILD _Noreturn void sb__child_fail(struct sb_launch *l, int step, int err, const char *what,
 			      const char *path)
 {
@@ -164,33 +193,16 @@ SB_CHILD static void child_job(struct sb_launch *l)
 	ready.step = SB_STEP_READY;
 	sb_sys3(SYS_write, l->err_fd, &ready, sizeof ready);
 	struct sb_job *job = l->job;
-	struct iovec iov = { .iov_base = job->buf, .iov_len = sizeof job->buf - 1 };
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * 64)];
-	} cbuf;
-	struct msghdr mh;
-	memset(&mh, 0, sizeof mh);
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf.buf;
-	mh.msg_controllen = sizeof cbuf.buf;
-	long n;
-	while ((n = sb_sys3(SYS_recvmsg, l->go_fd, &mh, MSG_CMSG_CLOEXEC)) == -EINTR)
-		;
+	int n_fds = 0, truncated = 0;
+	long n = sb__child_recv(l->go_fd, job->buf, sizeof job->buf - 1, job->fds, 64, &n_fds,
+				&truncated);
 	/* EOF: the worker dropped this sandbox unused. */
 	if (n == 0)
 		sb__child_exit(0);
 	if (n < 0)
 		sb__child_fail(l, SB_STEP_JOB, (int)-n, "cannot receive the job", NULL);
-	int n_fds = 0;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-		n_fds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		memcpy(job->fds, CMSG_DATA(c), sizeof(int) * (size_t)n_fds);
-	}
 	struct sb_job_hdr h;
-	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n < (long)sizeof h)
+	if (truncated || n < (long)sizeof h)
 		sb__child_fail(l, SB_STEP_JOB, E2BIG, "the job does not fit", NULL);
 	memcpy(&h, job->buf, sizeof h);
 	if (h.magic != SB_JOB_MAGIC || h.n_fds != n_fds || h.n_argv == 0 ||
