@@ -435,57 +435,63 @@ static int zy_check(struct sb_zygote *z, const struct sb_opts *opts, struct fl_e
 	return 0;
 }
 
-int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const argv[],
-		    const int *fds, int n_fds, struct sb_child *child, struct fl_err *err)
+/* What a spawn and a pre-start share: the checks, the report pipe and the zygote's fork. On
+ * success *report_r is the pipe's read end; on failure everything started is undone. */
+static int zy_start(struct sb_zygote *z, const struct sb_opts *opts, char *const argv[],
+		    const int *fds, int n_fds, int pending, pid_t *pid, int *pidfd, int *job_fd,
+		    int *gone, struct sb_cgroup *cg, int *report_r, struct fl_err *err)
 {
 	int rc = zy_check(z, opts, err);
 	if (rc)
 		return rc;
-	if (n_fds < 0 || n_fds > 64 || !argv || !argv[0])
+	if (!pending && (n_fds < 0 || n_fds > 64 || !argv || !argv[0]))
 		return fl_err_set(err, FL_EINVAL, "zygote: bad spawn arguments");
 	int report[2];
 	if (pipe2(report, O_CLOEXEC))
 		return fl_err_set(err, -errno, "sandbox step 'spawn' failed: pipe: %s", strerror(errno));
-	pid_t pid = 0;
-	int pidfd, job_fd, gone;
-	struct sb_cgroup cg;
-	rc = zy_request(z, opts, argv, fds, n_fds, 0, report[1], &pid, &pidfd, &job_fd, &gone, &cg, err);
+	*pid = 0;
+	rc = zy_request(z, opts, argv, fds, n_fds, pending, report[1], pid, pidfd, job_fd, gone, cg,
+			err);
 	close(report[1]);
-	if (job_fd >= 0)
-		close(job_fd);
 	if (rc) {
 		close(report[0]);
-		if (pidfd >= 0)
-			sb__reap(pidfd);
-		sb__cgroup_destroy(&cg);
+		if (*job_fd >= 0)
+			close(*job_fd);
+		if (*pidfd >= 0)
+			sb__reap(*pidfd);
+		sb__cgroup_destroy(cg);
 		return rc;
 	}
-	return sb__spawn_finish(opts, &cg, NULL, pid, pidfd, report[0], gone, child, err);
+	*report_r = report[0];
+	return 0;
+}
+
+int sb_zygote_spawn(struct sb_zygote *z, const struct sb_opts *opts, char *const argv[],
+		    const int *fds, int n_fds, struct sb_child *child, struct fl_err *err)
+{
+	pid_t pid;
+	int pidfd = -1, job_fd = -1, gone = 0, report = -1;
+	struct sb_cgroup cg;
+	int rc =
+	    zy_start(z, opts, argv, fds, n_fds, 0, &pid, &pidfd, &job_fd, &gone, &cg, &report, err);
+	if (rc)
+		return rc;
+	if (job_fd >= 0)
+		close(job_fd);
+	return sb__spawn_finish(opts, &cg, NULL, pid, pidfd, report, gone, child, err);
 }
 
 int sb_zygote_prestart(struct sb_zygote *z, const struct sb_opts *opts, struct sb_pending **out,
 		       struct fl_err *err)
 {
 	*out = NULL;
-	int rc = zy_check(z, opts, err);
+	pid_t pid;
+	int pidfd = -1, job_fd = -1, gone = 0, report = -1;
+	struct sb_cgroup cg;
+	int rc =
+	    zy_start(z, opts, NULL, NULL, 0, 1, &pid, &pidfd, &job_fd, &gone, &cg, &report, err);
 	if (rc)
 		return rc;
-	int report[2];
-	if (pipe2(report, O_CLOEXEC))
-		return fl_err_set(err, -errno, "sandbox step 'spawn' failed: pipe: %s", strerror(errno));
-	pid_t pid = 0;
-	int pidfd, job_fd, gone;
-	struct sb_cgroup cg;
-	rc = zy_request(z, opts, NULL, NULL, 0, 1, report[1], &pid, &pidfd, &job_fd, &gone, &cg, err);
-	close(report[1]);
-	if (rc) {
-		close(report[0]);
-		if (job_fd >= 0)
-			close(job_fd);
-		if (pidfd >= 0)
-			sb__reap(pidfd);
-		sb__cgroup_destroy(&cg);
-		return rc;
-	}
-	return sb__pending_finish(opts, &cg, NULL, pid, pidfd, report[0], job_fd, gone, z->entry, out, err);
+	return sb__pending_finish(opts, &cg, NULL, pid, pidfd, report, job_fd, gone, z->entry, out,
+				  err);
 }
