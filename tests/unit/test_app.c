@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "json_assert.h"
+
 #include "app/app_int.h"
 #include "core/alloc.h"
 #include "core/codec.h"
@@ -22,17 +24,6 @@ static struct store_step rec(const char *path, const char *json)
 	return s;
 }
 
-static void check(json_t *got, const char *want_json)
-{
-	json_t *want = json_loads(want_json, 0, NULL);
-	assert_non_null(want);
-	if (!json_equal(got, want)) {
-		char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
-		fail_msg("got %s\nwant %s", g, want_json);
-	}
-	json_decref(want);
-}
-
 static void test_steps_flat_and_loops(void **state)
 {
 	struct store_step steps[] = {
@@ -42,14 +33,15 @@ static void test_steps_flat_and_loops(void **state)
 		rec("loop_1[2].inner[1].step_3", "{\"status\":\"SUCCEEDED\",\"output\":3}"),
 	};
 	json_t *got = app_steps_assemble(steps, 4);
-	check(got, "{\"trigger\":{\"status\":\"SUCCEEDED\",\"output\":{\"a\":1}},"
-		   "\"loop_1\":{\"type\":\"LOOP_ON_ITEMS\",\"status\":\"RUNNING\",\"input\":{},"
-		   "\"duration\":0,\"output\":{\"item\":null,\"index\":2,\"iterations\":["
-		   "{\"step_2\":{\"status\":\"SUCCEEDED\",\"output\":1}},"
-		   "{\"step_2\":{\"status\":\"SUCCEEDED\",\"output\":2},"
-		   "\"inner\":{\"type\":\"LOOP_ON_ITEMS\",\"status\":\"RUNNING\",\"input\":{},"
-		   "\"duration\":0,\"output\":{\"item\":null,\"index\":1,\"iterations\":["
-		   "{\"step_3\":{\"status\":\"SUCCEEDED\",\"output\":3}}]}}}]}}}");
+	assert_json_text(
+	    got, "{\"trigger\":{\"status\":\"SUCCEEDED\",\"output\":{\"a\":1}},"
+		 "\"loop_1\":{\"type\":\"LOOP_ON_ITEMS\",\"status\":\"RUNNING\",\"input\":{},"
+		 "\"duration\":0,\"output\":{\"item\":null,\"index\":2,\"iterations\":["
+		 "{\"step_2\":{\"status\":\"SUCCEEDED\",\"output\":1}},"
+		 "{\"step_2\":{\"status\":\"SUCCEEDED\",\"output\":2},"
+		 "\"inner\":{\"type\":\"LOOP_ON_ITEMS\",\"status\":\"RUNNING\",\"input\":{},"
+		 "\"duration\":0,\"output\":{\"item\":null,\"index\":1,\"iterations\":["
+		 "{\"step_3\":{\"status\":\"SUCCEEDED\",\"output\":3}}]}}}]}}}");
 	json_decref(got);
 }
 
@@ -64,9 +56,10 @@ static void test_steps_loop_record_after_body(void **state)
 			      "\"output\":{\"item\":8,\"index\":2,\"iterations\":[{\"s\":{\"output\":\"one\"}}]}}"),
 	};
 	json_t *got = app_steps_assemble(steps, 3);
-	check(got, "{\"loop_1\":{\"type\":\"LOOP_ON_ITEMS\",\"status\":\"SUCCEEDED\","
-		   "\"output\":{\"item\":8,\"index\":2,\"iterations\":[{\"s\":{\"output\":\"one\"}},"
-		   "{\"s\":{\"output\":\"two\"}}]}}}");
+	assert_json_text(
+	    got, "{\"loop_1\":{\"type\":\"LOOP_ON_ITEMS\",\"status\":\"SUCCEEDED\","
+		 "\"output\":{\"item\":8,\"index\":2,\"iterations\":[{\"s\":{\"output\":\"one\"}},"
+		 "{\"s\":{\"output\":\"two\"}}]}}}");
 	json_decref(got);
 }
 
@@ -78,7 +71,7 @@ static void test_steps_malformed(void **state)
 		rec("a[1", "{}"),
 	};
 	json_t *got = app_steps_assemble(steps, 7);
-	check(got, "{}");
+	assert_json_text(got, "{}");
 	json_decref(got);
 }
 
@@ -146,7 +139,9 @@ static void test_query_and_decoding(void **state)
 	json_t *q = json_object();
 	const char *s = "a=1&b=two+words&c=%41%zz%4&&=skip&d&a=last&e=%C3%A9";
 	fl_form_parse(s, strlen(s), q);
-	check(q, "{\"a\":\"last\",\"b\":\"two words\",\"c\":\"A%zz%4\",\"d\":\"\",\"e\":\"\\u00e9\"}");
+	assert_json_text(
+	    q,
+	    "{\"a\":\"last\",\"b\":\"two words\",\"c\":\"A%zz%4\",\"d\":\"\",\"e\":\"\\u00e9\"}");
 	json_decref(q);
 	char *d = fl_url_decode("x%2Fy+z%", 8, 0);
 	assert_string_equal(d, "x/y+z%");

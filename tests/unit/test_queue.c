@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "json_assert.h"
+
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/embed.h"
@@ -171,17 +173,6 @@ static json_t *opts_json(const struct bq_job_opts *o)
 	return v;
 }
 
-static void assert_json(json_t *got, const char *want_text)
-{
-	json_t *want = json_loads(want_text, 0, NULL);
-	assert_non_null(want);
-	if (!json_equal(got, want)) {
-		char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
-		fail_msg("got %s\nwant %s", g, want_text);
-	}
-	json_decref(want);
-}
-
 static struct bq_keep keep(enum bq_keep_kind kind, int64_t count, int64_t age_s)
 {
 	struct bq_keep k = { kind, count, age_s };
@@ -194,7 +185,7 @@ static void test_opts_normalised(void **state)
 	/* attempts is always present, as BullMQ writes it; nothing else unless set */
 	struct bq_job_opts o = { 0 };
 	json_t *v = opts_json(&o);
-	assert_json(v, "{\"attempts\":0}");
+	assert_json_text(v, "{\"attempts\":0}");
 	json_decref(v);
 
 	o.job_id = "run \"A\"\\1";
@@ -207,10 +198,11 @@ static void test_opts_normalised(void **state)
 	o.remove_on_fail = keep(BQ_KEEP_LIMITS, 10, 3600);
 	o.keep_logs = 20;
 	v = opts_json(&o);
-	assert_json(v, "{\"attempts\":3,\"delay\":1500,\"priority\":7,\"jobId\":\"run \\\"A\\\"\\\\1\","
-		       "\"backoff\":{\"type\":\"exponential\",\"delay\":250},"
-		       "\"removeOnComplete\":true,\"removeOnFail\":{\"count\":10,\"age\":3600},"
-		       "\"kl\":20}");
+	assert_json_text(
+	    v, "{\"attempts\":3,\"delay\":1500,\"priority\":7,\"jobId\":\"run \\\"A\\\"\\\\1\","
+	       "\"backoff\":{\"type\":\"exponential\",\"delay\":250},"
+	       "\"removeOnComplete\":true,\"removeOnFail\":{\"count\":10,\"age\":3600},"
+	       "\"kl\":20}");
 	json_decref(v);
 
 	struct bq_job_opts l = { 0 };
@@ -220,8 +212,9 @@ static void test_opts_normalised(void **state)
 	l.remove_on_complete = keep(BQ_KEEP_ALL, -1, -1);
 	l.remove_on_fail = keep(BQ_KEEP_COUNT, 5, -1);
 	v = opts_json(&l);
-	assert_json(v, "{\"attempts\":0,\"lifo\":true,\"backoff\":{\"type\":\"fixed\",\"delay\":100},"
-		       "\"removeOnComplete\":false,\"removeOnFail\":5}");
+	assert_json_text(
+	    v, "{\"attempts\":0,\"lifo\":true,\"backoff\":{\"type\":\"fixed\",\"delay\":100},"
+	       "\"removeOnComplete\":false,\"removeOnFail\":5}");
 	json_decref(v);
 }
 

@@ -20,6 +20,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "service"))
+import harness  # noqa: E402  (the flow builders)
+
 FLOWD = os.environ.get("FLOWD") or sys.exit("FLOWD is not set")
 failures = []
 
@@ -75,18 +78,10 @@ class Server:
 
 
 def http_flow(url):
-    return {"displayName": "net http", "trigger": {
-        "name": "trigger", "type": "PIECE_TRIGGER", "displayName": "Trigger",
-        "settings": {"pieceName": "@activepieces/piece-webhook", "pieceVersion": "~0.1.0",
-                     "triggerName": "catch_webhook", "input": {}},
-        "nextAction": {
-            "name": "step_1", "displayName": "Request", "type": "PIECE",
-            "settings": {"pieceName": "@activepieces/piece-http", "pieceVersion": "~0.5.0",
-                         "actionName": "send_request",
-                         "input": {"method": "GET", "url": url, "headers": {},
-                                   "queryParams": {}, "body_type": "none",
-                                   "followRedirects": True,
-                                   "failureMode": "continue_none"}}}}}
+    return harness.flow("net http", harness.piece_step(
+        "step_1", "@activepieces/piece-http", "send_request",
+        {"method": "GET", "url": url, "headers": {}, "queryParams": {}, "body_type": "none",
+         "followRedirects": True, "failureMode": "continue_none"}))
 
 
 def fetch_flow(url):
@@ -94,14 +89,7 @@ def fetch_flow(url):
             "  const r = await fetch(inputs.url);\n"
             "  return { status: r.status, body: await r.json() };\n"
             "};")
-    return {"displayName": "net fetch", "trigger": {
-        "name": "trigger", "type": "PIECE_TRIGGER", "displayName": "Trigger",
-        "settings": {"pieceName": "@activepieces/piece-webhook", "pieceVersion": "~0.1.0",
-                     "triggerName": "catch_webhook", "input": {}},
-        "nextAction": {
-            "name": "step_1", "displayName": "Fetch", "type": "CODE",
-            "settings": {"input": {"url": url},
-                         "sourceCode": {"code": code, "packageJson": "{}"}}}}}
+    return harness.flow("net fetch", harness.code_step("step_1", code, {"url": url}))
 
 
 def run_flow(tmp, flow, env, wrap=None):
