@@ -34,6 +34,7 @@ struct pipe_host {
 	const char *run_id;
 	int ack_all;
 	int ack_none;    /* flags.noCheckpoint: never wait for an ack (not durable) */
+	int last;        /* flags.last: no operation follows this one */
 	int broken;      /* out failed, or in broke the protocol: stop */
 	int bad_input;
 	char *line;
@@ -300,6 +301,7 @@ static void serve_run(struct pipe_host *h, struct engine_cache *cache, const jso
 	const json_t *flags = json_object_get(op, "flags");
 	h->ack_all = json_is_true(json_object_get(flags, "ackAll"));
 	h->ack_none = json_is_true(json_object_get(flags, "noCheckpoint"));
+	h->last = json_is_true(json_object_get(flags, "last"));
 
 	struct fl_err err = { 0 };
 	struct eng_flow *flow = NULL;
@@ -384,7 +386,7 @@ int eng_proto_serve(FILE *in, FILE *out)
 		serve_run(&h, &cache, m, &cpu_mark);
 		h.run_id = NULL;
 		json_decref(m);
-		if (cache.engine)
+		if (cache.engine && !h.last)
 			eng_engine_idle(cache.engine);
 	}
 	engine_cache_release(&cache);

@@ -26,9 +26,11 @@
  *                                      engine's environment, else UNRESTRICTED
  *    "flags":{"ackAll":bool,           ackAll: wait for an ack after every step, not only after
  *                                      steps with effects
- *             "noCheckpoint":bool}}    noCheckpoint: wait for no ack at all, so that nothing is
+ *             "noCheckpoint":bool,     noCheckpoint: wait for no ack at all, so that nothing is
  *                                      durable before the run ends; it exists only to measure
  *                                      what the checkpoint barrier costs (bench/durability.sh)
+ *             "last":bool}}            last: no operation follows (a process-mode engine), so
+ *                                      nothing is prepared for one while the engine waits
  *
  * Events (engine → worker), in this order for one run:
  *   {"type":"step_replayed","runId","name","path"}

@@ -637,8 +637,16 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	}
 	if (json_is_object(resume))
 		json_object_set(op, "resume", json_object_get(resume, "payload"));
+	json_t *flags = json_object();
 	if (w->no_checkpoint)
-		json_object_set_new(op, "flags", json_pack("{s:b}", "noCheckpoint", 1));
+		json_object_set_new(flags, "noCheckpoint", json_true());
+	/* A process-mode engine serves one job: nothing is worth preparing after it. */
+	if (process_sandbox(w->cfg->execution_mode))
+		json_object_set_new(flags, "last", json_true());
+	if (json_object_size(flags))
+		json_object_set_new(op, "flags", flags);
+	else
+		json_decref(flags);
 	wk_proc_peak_reset(&s->engine);
 	r->op = op;
 	/* Whether the engine said anything about this operation yet: until it does, it has
