@@ -401,6 +401,13 @@ int sb_host_probe(struct sb_host *h, unsigned flags, struct fl_err *err)
 	return 0;
 }
 
+/* A mode refused for what the host lacks. */
+static int cannot_run(struct fl_err *err, const char *mode, const char *lack, const char *why)
+{
+	return fl_err_set(err, FL_EUNSUPPORTED, "AP_EXECUTION_MODE=%s cannot run on this host: %s: %s",
+			  mode, lack, why);
+}
+
 int sb_host_check(const struct sb_host *h, int execution_mode, int network_mode, struct fl_err *err)
 {
 	const char *mode = fl_execution_mode_name((enum fl_execution_mode)execution_mode);
@@ -409,28 +416,20 @@ int sb_host_check(const struct sb_host *h, int execution_mode, int network_mode,
 		return 0;
 	case FL_EXEC_SANDBOX_CODE_ONLY:
 		if (!h->seccomp)
-			return fl_err_set(err, FL_EUNSUPPORTED,
-					  "AP_EXECUTION_MODE=%s cannot run on this host: it needs seccomp: %s",
-					  mode, h->seccomp_why);
+			return cannot_run(err, mode, "it needs seccomp", h->seccomp_why);
 		return 0;
 	case FL_EXEC_SANDBOX_PROCESS:
 	case FL_EXEC_SANDBOX_CODE_AND_PROCESS:
 		if (!h->userns)
-			return fl_err_set(err, FL_EUNSUPPORTED,
-					  "AP_EXECUTION_MODE=%s cannot run on this host: it needs user namespaces: %s",
-					  mode, h->userns_why);
+			return cannot_run(err, mode, "it needs user namespaces", h->userns_why);
 		if (!h->seccomp)
-			return fl_err_set(err, FL_EUNSUPPORTED,
-					  "AP_EXECUTION_MODE=%s cannot run on this host: it needs seccomp: %s",
-					  mode, h->seccomp_why);
+			return cannot_run(err, mode, "it needs seccomp", h->seccomp_why);
 		if (!h->cgroup)
-			return fl_err_set(err, FL_EUNSUPPORTED,
-					  "AP_EXECUTION_MODE=%s cannot run on this host: it needs a cgroup with the memory controller (cgroup delegation): %s",
-					  mode, h->cgroup_why);
+			return cannot_run(err, mode,
+					  "it needs a cgroup with the memory controller (cgroup delegation)",
+					  h->cgroup_why);
 		if (!h->sandbox)
-			return fl_err_set(err, FL_EUNSUPPORTED,
-					  "AP_EXECUTION_MODE=%s cannot run on this host: a trial sandbox failed: %s",
-					  mode, h->sandbox_why);
+			return cannot_run(err, mode, "a trial sandbox failed", h->sandbox_why);
 		if (network_mode == FL_NET_STRICT && !h->netns)
 			return fl_err_set(err, FL_EUNSUPPORTED,
 					  "AP_EXECUTION_MODE=%s with AP_NETWORK_MODE=STRICT cannot run on this host: it needs a network namespace: %s",
