@@ -235,6 +235,8 @@ struct bq_worker_stats {
 	uint64_t failed;     /* final failures accepted by Redis */
 	uint64_t retried;    /* attempts put back for a retry */
 	uint64_t lost;       /* jobs whose lock was lost or whose finish was refused */
+	uint64_t finish_calls; /* Redis calls that carried completed/failed outcomes: slots that
+				* finish at once share one */
 	int busy;            /* slots running a job now */
 	bool connected;      /* the maintenance connection is up */
 };

@@ -32,6 +32,11 @@
 #define COMPONENT "queue"
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 3000
+#define FINISH_ARGS 15      /* finish.lua's arguments per job */
+#define FINISH_REPEAT_ARG 13 /* the index of its "repeat" argument */
+#define FINISH_BATCH_MAX 32 /* jobs in one finish call */
+#define FINISH_CALLS_MAX 2  /* finish calls in flight at once */
+#define FINISH_SECOND_MIN 2 /* finishes that must be waiting before a second call goes out */
 
 struct bq_slot;
 
@@ -60,6 +65,16 @@ struct bq_slot {
 				   * way to Redis, whose lock check alone decides whether it counts */
 };
 
+/* A finish waiting to be sent in a shared call (finish_shared). */
+struct fin_req {
+	struct bq_active *a;
+	const char **av;          /* its FINISH_ARGS arguments */
+	redisReply *reply;        /* this job's part of the reply, or NULL */
+	int rc;
+	bool done;
+	struct fin_req *next;
+};
+
 struct bq_worker {
 	struct bq_worker_opts o;
 	char *prefix, *queue, *url, *worker_name, *kp, *marker_key;
@@ -85,9 +100,15 @@ struct bq_worker {
 	struct bq_conn block_conn;
 	struct bq_conn maint_conn;
 
-	atomic_uint_fast64_t n_completed, n_failed, n_retried, n_lost;
+	atomic_uint_fast64_t n_completed, n_failed, n_retried, n_lost, n_finish_calls;
 	atomic_int n_handed_back; /* jobs slots gave back themselves while stopping */
 	atomic_bool maint_connected;
+
+	pthread_mutex_t fin_mu;   /* guards the fin_* fields */
+	pthread_cond_t cv_fin;    /* finishes wait here for their call to come back */
+	struct fin_req *fin_head, **fin_tail;
+	int fin_calls;            /* shared finish calls in flight */
+	int fin_waiting;          /* requests queued and not yet sent */
 };
 
 void bq_worker_opts_init(struct bq_worker_opts *o)
@@ -153,18 +174,33 @@ static void new_token(struct bq_worker *w, char out[64])
 	snprintf(out, 64, "%s:%" PRIu64, w->token_base, n);
 }
 
-static const redisReply *hash_get(const redisReply *hash, const char *field)
+/* A fetched job as the scripts reply with it (lib.lua, job_fields): its id, then these fields of
+ * its hash, each a string or nil. */
+enum job_field {
+	JF_NAME = 1,
+	JF_DATA,
+	JF_OPTS,
+	JF_DEFA,
+	JF_ATM,
+	JF_ATS,
+	JF_STC,
+	JF_PRIORITY,
+	JF_TIMESTAMP,
+	JF_PROCESSED_ON,
+	JF_COUNT_, /* elements in the reply */
+};
+
+/* The field's text, or NULL when the hash lacks it. */
+static const char *job_str(const redisReply *job, enum job_field f)
 {
-	for (size_t i = 0; i + 1 < hash->elements; i += 2)
-		if (hash->element[i]->type == REDIS_REPLY_STRING && !strcmp(hash->element[i]->str, field))
-			return hash->element[i + 1];
-	return NULL;
+	const redisReply *v = job->element[f];
+	return v->type == REDIS_REPLY_STRING ? v->str : NULL;
 }
 
-static int64_t hash_int(const redisReply *hash, const char *field)
+static int64_t job_int(const redisReply *job, enum job_field f)
 {
-	const redisReply *v = hash_get(hash, field);
-	return v && v->type == REDIS_REPLY_STRING ? strtoll(v->str, NULL, 10) : 0;
+	const char *v = job_str(job, f);
+	return v ? strtoll(v, NULL, 10) : 0;
 }
 
 /* ---- turns: how idle slots learn that there may be work ------------------------------------ */
@@ -318,7 +354,7 @@ static void interrupt_waiter(struct bq_worker *w)
 
 /* ---- slots --------------------------------------------------------------------------------- */
 
-/* A job reply: `owner` is what hiredis allocated, `job` the {id, hash} array inside it. */
+/* A job reply: `owner` is what hiredis allocated, `job` the job array inside it (is_job). */
 struct fetched {
 	redisReply *owner;
 	const redisReply *job;
@@ -326,9 +362,8 @@ struct fetched {
 
 static bool is_job(const redisReply *r)
 {
-	return r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-	       r->element[0]->type == REDIS_REPLY_STRING &&
-	       r->element[1]->type == REDIS_REPLY_ARRAY;
+	return r && r->type == REDIS_REPLY_ARRAY && r->elements == JF_COUNT_ &&
+	       r->element[0]->type == REDIS_REPLY_STRING;
 }
 
 /* Nothing to fetch: remember when a delayed job or the rate limit is due. */
@@ -394,28 +429,27 @@ static bool name_allowed(struct bq_worker *w, const char *name)
 	return false;
 }
 
-/* Fills a->job from the fetched hash. Returns NULL, or the reason to fail the job at once. */
+/* Fills a->job from the fetched job. Returns NULL, or the reason to fail the job at once. */
 static char *load_job(struct bq_worker *w, struct bq_active *a, const redisReply *job)
 {
-	const redisReply *hash = job->element[1];
 	struct bq_job *j = &a->job;
 	memset(j, 0, sizeof(*j));
 	j->id = job->element[0]->str;
-	const redisReply *name = hash_get(hash, "name");
-	const redisReply *data = hash_get(hash, "data");
-	const redisReply *opts = hash_get(hash, "opts");
-	const redisReply *defa = hash_get(hash, "defa");
-	j->name = name && name->type == REDIS_REPLY_STRING ? name->str : "";
-	j->data_text = data && data->type == REDIS_REPLY_STRING ? data->str : "";
-	j->attempts_made = (int)hash_int(hash, "atm");
-	j->attempts_started = (int)hash_int(hash, "ats");
-	j->stalled_count = (int)hash_int(hash, "stc");
-	j->priority = (int)hash_int(hash, "priority");
-	j->timestamp_ms = hash_int(hash, "timestamp");
-	j->processed_on_ms = hash_int(hash, "processedOn");
+	const char *name = job_str(job, JF_NAME);
+	const char *data = job_str(job, JF_DATA);
+	const char *opts = job_str(job, JF_OPTS);
+	const char *defa = job_str(job, JF_DEFA);
+	j->name = name ? name : "";
+	j->data_text = data ? data : "";
+	j->attempts_made = (int)job_int(job, JF_ATM);
+	j->attempts_started = (int)job_int(job, JF_ATS);
+	j->stalled_count = (int)job_int(job, JF_STC);
+	j->priority = (int)job_int(job, JF_PRIORITY);
+	j->timestamp_ms = job_int(job, JF_TIMESTAMP);
+	j->processed_on_ms = job_int(job, JF_PROCESSED_ON);
 	j->slot = a->slot->index;
 
-	json_t *o = opts && opts->type == REDIS_REPLY_STRING ? json_loads(opts->str, 0, NULL) : NULL;
+	json_t *o = opts ? json_loads(opts, 0, NULL) : NULL;
 	if (!json_is_object(o)) {
 		json_decref(o);
 		o = json_object();
@@ -428,11 +462,11 @@ static char *load_job(struct bq_worker *w, struct bq_active *a, const redisReply
 	bq_keep_from_json(json_object_get(o, "removeOnFail"), &a->keep_fail);
 	bq_backoff_from_json(json_object_get(o, "backoff"), &a->backoff_type, &a->backoff_delay_ms);
 
-	if (defa && defa->type == REDIS_REPLY_STRING)
-		return fl_strdup(defa->str);
-	if (!name || name->type != REDIS_REPLY_STRING || !name_allowed(w, j->name))
+	if (defa)
+		return fl_strdup(defa);
+	if (!name || !name_allowed(w, j->name))
 		return fl_asprintf("unknown job name '%s'", j->name);
-	if (!data || data->type != REDIS_REPLY_STRING)
+	if (!data)
 		return fl_strdup("job has no data");
 	json_error_t je;
 	j->data = json_loads(j->data_text, JSON_DECODE_ANY, &je);
@@ -449,33 +483,118 @@ static void unload_job(struct bq_active *a)
 	a->job.data = a->job.opts = NULL;
 }
 
-/* Sends a finish or retry script until Redis answers, or the job is no longer ours. A failure
- * that may pass (a dropped connection, a server still loading its data after a restart) is
- * retried with backoff; giving up would leave the job active under a lock nobody renews, and
- * the stalled check would hand it to a second run. After the first failure av[repeat_arg] is
- * set to "1": the script may have run without its reply reaching us. */
-static int send_until_answered(struct bq_slot *s, enum bq_script script, int argc,
-			       const char **av, int repeat_arg, redisReply **reply)
+/* Sends a finish or retry script on conn until Redis answers, or none of its jobs is ours any
+ * more. A failure that may pass (a dropped connection, a server still loading its data after a
+ * restart) is retried with backoff; giving up would leave a job active under a lock nobody
+ * renews, and the stalled check would hand it to a second run. After the first failure each
+ * job's repeat argument (*repeat[i]) is set to "1": the script may have run without its reply
+ * reaching us. */
+static int send_until_answered(struct bq_worker *w, struct bq_conn *conn, enum bq_script script,
+			       int argc, const char **av, int n_jobs, struct bq_active *const *jobs,
+			       const char **const *repeat, redisReply **reply)
 {
-	struct bq_worker *w = s->w;
 	int64_t backoff = 0;
 	for (;;) {
 		struct fl_err err = { 0 };
-		int rc = bq_conn_eval(&s->conn, script, w->kp, argc, av, NULL, reply, &err);
+		int rc = bq_conn_eval(conn, script, w->kp, argc, av, NULL, reply, &err);
 		if (!rc)
 			return 0;
-		bool again = s->conn.transient;
-		fl_warn(COMPONENT, "queue '%s' job '%s': cannot record the outcome: %s%s", w->queue,
-			s->active.job.id, err.msg, again ? "; retrying" : "");
+		bool again = conn->transient;
+		if (n_jobs == 1)
+			fl_warn(COMPONENT, "queue '%s' job '%s': cannot record the outcome: %s%s",
+				w->queue, jobs[0]->job.id, err.msg, again ? "; retrying" : "");
+		else
+			fl_warn(COMPONENT,
+				"queue '%s': cannot record the outcomes of %d jobs ('%s' first): %s%s",
+				w->queue, n_jobs, jobs[0]->job.id, err.msg, again ? "; retrying" : "");
 		if (!again)
-			return rc; /* the same call would fail the same way; the job will stall */
-		if (atomic_load(&s->active.lost))
-			return rc; /* lost before it finished: the finish would be refused */
-		av[repeat_arg] = "1";
+			return rc; /* the same call would fail the same way; the jobs will stall */
+		bool any_ours = false;
+		for (int i = 0; i < n_jobs; i++)
+			any_ours |= !atomic_load(&jobs[i]->lost);
+		if (!any_ours)
+			return rc; /* lost before they finished: the finish would be refused */
+		for (int i = 0; i < n_jobs; i++)
+			*repeat[i] = "1";
 		backoff = next_backoff(backoff);
 		if (!pause_ms(w, backoff, true))
 			return rc;
 	}
+}
+
+/* Sends one shared finish call for the requests at the head of the queue, on conn. */
+static void send_finishes(struct bq_worker *w, struct bq_conn *conn, struct fin_req **reqs,
+			  int n)
+{
+	const char *av[1 + FINISH_BATCH_MAX * FINISH_ARGS];
+	const char **repeat[FINISH_BATCH_MAX] = { 0 };
+	struct bq_active *jobs[FINISH_BATCH_MAX] = { 0 };
+	char count[8];
+	snprintf(count, sizeof(count), "%d", n);
+	av[0] = count;
+	for (int i = 0; i < n; i++) {
+		memcpy(&av[1 + i * FINISH_ARGS], reqs[i]->av, FINISH_ARGS * sizeof(*av));
+		repeat[i] = &av[1 + i * FINISH_ARGS + FINISH_REPEAT_ARG];
+		jobs[i] = reqs[i]->a;
+	}
+	redisReply *r = NULL;
+	atomic_fetch_add(&w->n_finish_calls, 1);
+	int rc = send_until_answered(w, conn, BQ_LUA_FINISH, 1 + n * FINISH_ARGS, av, n, jobs,
+				     repeat, &r);
+	if (!rc && (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n)) {
+		fl_warn(COMPONENT, "queue '%s': the finish script answered %d jobs with a reply of "
+			"type %d", w->queue, n, r->type);
+		rc = FL_EREDIS;
+	}
+	for (int i = 0; i < n; i++) {
+		reqs[i]->rc = rc;
+		if (!rc) {
+			reqs[i]->reply = r->element[i];
+			r->element[i] = NULL; /* now the request's own */
+		}
+	}
+	freeReplyObject(r);
+}
+
+/* Records a job's outcome. Slots that finish while FINISH_CALLS_MAX calls are already on their
+ * way queue up, and the next slot to send takes all of them in one call: under load Redis runs
+ * one script per handful of jobs, not one per job, while a lone finish goes out at once. Returns
+ * send_until_answered's code and, on success, the job's own reply. */
+static int finish_shared(struct bq_slot *s, const char **av, redisReply **reply)
+{
+	struct bq_worker *w = s->w;
+	struct fin_req req = { .a = &s->active, .av = av };
+	pthread_mutex_lock(&w->fin_mu);
+	*w->fin_tail = &req;
+	w->fin_tail = &req.next;
+	w->fin_waiting++;
+	while (!req.done) {
+		if (!w->fin_head || w->fin_calls >= FINISH_CALLS_MAX ||
+		    (w->fin_calls > 0 && w->fin_waiting < FINISH_SECOND_MIN)) {
+			pthread_cond_wait(&w->cv_fin, &w->fin_mu);
+			continue;
+		}
+		struct fin_req *batch[FINISH_BATCH_MAX];
+		int n = 0;
+		while (w->fin_head && n < FINISH_BATCH_MAX) {
+			batch[n++] = w->fin_head;
+			w->fin_head = w->fin_head->next;
+		}
+		if (!w->fin_head)
+			w->fin_tail = &w->fin_head;
+		w->fin_waiting -= n;
+		w->fin_calls++;
+		pthread_mutex_unlock(&w->fin_mu);
+		send_finishes(w, &s->conn, batch, n);
+		pthread_mutex_lock(&w->fin_mu);
+		w->fin_calls--;
+		for (int i = 0; i < n; i++)
+			batch[i]->done = true;
+		pthread_cond_broadcast(&w->cv_fin);
+	}
+	pthread_mutex_unlock(&w->fin_mu);
+	*reply = req.reply;
+	return req.rc;
 }
 
 static void count_refusal(struct bq_worker *w, const char *id, long long code)
@@ -552,7 +671,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		const char *av[9] = { a->job.id, a->token, now, delay,
 				      res.failed_reason ? res.failed_reason : "", "[]",
 				      a->lifo ? "1" : "0", "0", atm_after };
-		rc = send_until_answered(s, BQ_LUA_RETRY, 9, av, 7, &r);
+		const char **repeat = &av[7];
+		rc = send_until_answered(w, &s->conn, BQ_LUA_RETRY, 9, av, 1, &a, &repeat, &r);
 		if (!rc) {
 			if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
 				count_refusal(w, a->job.id, r->integer);
@@ -573,13 +693,14 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		bq_keep_resolve(completed ? &a->keep_complete : &a->keep_fail,
 				completed ? &w->o.remove_on_complete : &w->o.remove_on_fail, &count,
 				&age);
-		char cnt[24], agebuf[24], attempts[16], lock_ms[16];
+		char cnt[24], agebuf[24], attempts[16], lock_ms[16], atm_after[16];
 		snprintf(cnt, sizeof(cnt), "%" PRId64, count);
 		snprintf(agebuf, sizeof(agebuf), "%" PRId64, age);
 		snprintf(attempts, sizeof(attempts), "%d", a->job.attempts);
 		snprintf(lock_ms, sizeof(lock_ms), "%d", w->o.lock_duration_ms);
+		snprintf(atm_after, sizeof(atm_after), "%d", a->job.attempts_made + 1);
 		new_token(w, next_token);
-		const char *av[14] = {
+		const char *av[FINISH_ARGS] = {
 			a->job.id,
 			a->token,
 			now,
@@ -595,8 +716,9 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 			lock_ms,
 			w->worker_name,
 			"0", /* not a repeat */
+			atm_after,
 		};
-		rc = send_until_answered(s, BQ_LUA_FINISH, 14, av, 13, &r);
+		rc = finish_shared(s, av, &r);
 		free(value);
 		if (!rc && r->type == REDIS_REPLY_ARRAY && r->elements >= 1) {
 			long long code = r->element[0]->integer;
@@ -838,6 +960,8 @@ static void free_worker(struct bq_worker *w)
 	pthread_cond_destroy(&w->cv_waiter);
 	pthread_cond_destroy(&w->cv_idle);
 	pthread_cond_destroy(&w->cv_maint);
+	pthread_mutex_destroy(&w->fin_mu);
+	pthread_cond_destroy(&w->cv_fin);
 	fl_free(w);
 }
 
@@ -883,6 +1007,9 @@ int bq_worker_new(const struct bq_worker_opts *opts, struct bq_worker **out, str
 	fl_uuid4(w->token_base);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_mutex_init(&w->block_mu, NULL);
+	pthread_mutex_init(&w->fin_mu, NULL);
+	pthread_cond_init(&w->cv_fin, NULL);
+	w->fin_tail = &w->fin_head;
 	init_cond(&w->cv_slots, CLOCK_MONOTONIC);
 	init_cond(&w->cv_waiter, CLOCK_REALTIME);
 	init_cond(&w->cv_idle, CLOCK_MONOTONIC);
@@ -1033,6 +1160,7 @@ void bq_worker_free(struct bq_worker *w)
 void bq_worker_get_stats(struct bq_worker *w, struct bq_worker_stats *st)
 {
 	st->completed = atomic_load(&w->n_completed);
+	st->finish_calls = atomic_load(&w->n_finish_calls);
 	st->failed = atomic_load(&w->n_failed);
 	st->retried = atomic_load(&w->n_retried);
 	st->lost = atomic_load(&w->n_lost);

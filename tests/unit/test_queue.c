@@ -593,6 +593,10 @@ static char *add(struct bq_queue *q, const char *data, const struct bq_job_opts 
 	return id;
 }
 
+/* A job as fetch.lua replies with it: its id and ten fields (lib.lua, job_fields). */
+#define JOB_REPLY_LEN 11
+#define FINISH_ARGS 15
+
 /* fetch.lua with a token; returns the job id taken (heap) or NULL. */
 static char *fetch(struct raw *r, const char *token, bool repeat)
 {
@@ -601,32 +605,50 @@ static char *fetch(struct raw *r, const char *token, bool repeat)
 	const char *av[5] = { now, token, "30000", "test-worker", repeat ? "1" : "0" };
 	redisReply *reply = eval(r, BQ_LUA_FETCH, 5, av);
 	char *id = NULL;
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == JOB_REPLY_LEN &&
 	    reply->element[0]->type == REDIS_REPLY_STRING)
 		id = fl_strdup(reply->element[0]->str);
 	freeReplyObject(reply);
 	return id;
 }
 
-/* finish.lua; returns its code, and in *next the id fetched with next_token (heap) if any. */
+/* One job's arguments to finish.lua, completed with {"ok":1}, into av[FINISH_ARGS]. */
+static void finish_args(const char **av, const char *id, const char *token, const char *now,
+			const char *keep_count, const char *next_token, bool repeat)
+{
+	const char *a[FINISH_ARGS] = { id,	   token,	now,	     "completed", "{\"ok\":1}",
+				       "[]",	   keep_count, "-1",	     "0",
+				       next_token ? "1" : "0", next_token ? next_token : "",
+				       "30000", "test-worker", repeat ? "1" : "0", "1" };
+	memcpy(av, a, sizeof(a));
+}
+
+/* One job's part of finish.lua's reply: its code, and in *next the id fetched (heap) if any. */
+static long long finish_result(const redisReply *item, char **next)
+{
+	assert_int_equal(item->type, REDIS_REPLY_ARRAY);
+	assert_true(item->elements >= 1);
+	if (next) {
+		*next = NULL;
+		if (item->elements == 2 && item->element[1]->type == REDIS_REPLY_ARRAY &&
+		    item->element[1]->elements == JOB_REPLY_LEN &&
+		    item->element[1]->element[0]->type == REDIS_REPLY_STRING)
+			*next = fl_strdup(item->element[1]->element[0]->str);
+	}
+	return item->element[0]->integer;
+}
+
+/* finish.lua for one job; returns its code, and in *next the id fetched with next_token (heap)
+ * if any. */
 static long long finish(struct raw *r, const char *id, const char *token, const char *now,
 			const char *keep_count, const char *next_token, bool repeat, char **next)
 {
-	const char *av[14] = { id,	   token,	now,	     "completed", "{\"ok\":1}", "[]",
-			       keep_count, "-1",	"0",	     next_token ? "1" : "0",
-			       next_token ? next_token : "", "30000", "test-worker",
-			       repeat ? "1" : "0" };
-	redisReply *reply = eval(r, BQ_LUA_FINISH, 14, av);
+	const char *av[1 + FINISH_ARGS] = { "1" };
+	finish_args(av + 1, id, token, now, keep_count, next_token, repeat);
+	redisReply *reply = eval(r, BQ_LUA_FINISH, 1 + FINISH_ARGS, av);
 	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
-	assert_true(reply->elements >= 1);
-	long long code = reply->element[0]->integer;
-	if (next) {
-		*next = NULL;
-		if (reply->elements == 2 && reply->element[1]->type == REDIS_REPLY_ARRAY &&
-		    reply->element[1]->elements == 2 &&
-		    reply->element[1]->element[0]->type == REDIS_REPLY_STRING)
-			*next = fl_strdup(reply->element[1]->element[0]->str);
-	}
+	assert_int_equal(reply->elements, 1);
+	long long code = finish_result(reply->element[0], next);
 	freeReplyObject(reply);
 	return code;
 }
@@ -915,6 +937,78 @@ static redisReply *stalled_check(struct raw *r, const char *max_stalled)
 	return eval(r, BQ_LUA_STALLED, 3, (const char *[]){ now, max_stalled, "60000" });
 }
 
+/* Several jobs finished in one call of finish.lua: each is judged on its own lock, each fetches
+ * its own next job under its own token, and the reply keeps their order. */
+static void test_finish_batch(void **state)
+{
+	(void)state;
+	struct bq_queue *q = queue("batch");
+	struct raw r;
+	raw_open(&r, "batch");
+	struct bq_job_opts o = { .attempts = 1 };
+	char *ids[4];
+	for (int i = 0; i < 4; i++)
+		ids[i] = add(q, "{\"n\":1}", &o);
+	char *a = fetch(&r, "w:1", false), *b = fetch(&r, "w:2", false);
+	assert_string_equal(a, ids[0]);
+	assert_string_equal(b, ids[1]);
+
+	char now[24];
+	snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
+	const char *av[1 + 3 * FINISH_ARGS] = { "3" };
+	finish_args(av + 1, a, "w:1", now, "-1", "w:3", false);
+	finish_args(av + 1 + FINISH_ARGS, b, "theirs:9", now, "-1", "w:4", false);
+	finish_args(av + 1 + 2 * FINISH_ARGS, b, "w:2", now, "-1", "w:5", false);
+	redisReply *reply = eval(&r, BQ_LUA_FINISH, 1 + 3 * FINISH_ARGS, av);
+	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(reply->elements, 3);
+	char *next[3];
+	assert_int_equal(finish_result(reply->element[0], &next[0]), 0);
+	assert_int_equal(finish_result(reply->element[1], &next[1]), -6);
+	assert_int_equal(finish_result(reply->element[2], &next[2]), 0);
+	assert_string_equal(next[0], ids[2]);
+	assert_null(next[1]);
+	assert_string_equal(next[2], ids[3]);
+
+	/* the fetched job's fields carry the writes of its own fetch */
+	const redisReply *job = reply->element[0]->element[1];
+	assert_string_equal(job->element[1]->str, "EXECUTE_FLOW");      /* name */
+	assert_string_equal(job->element[2]->str, "{\"n\":1}");        /* data */
+	assert_int_equal(job->element[4]->type, REDIS_REPLY_NIL);        /* defa */
+	assert_int_equal(job->element[5]->type, REDIS_REPLY_NIL);        /* atm */
+	assert_string_equal(job->element[6]->str, "1");                  /* ats */
+	assert_string_equal(job->element[10]->str, now);                 /* processedOn */
+	freeReplyObject(reply);
+
+	for (int i = 0; i < 2; i++) {
+		assert_hget(&r, ids[i], "atm", "1");
+		assert_hget(&r, ids[i], "returnvalue", "{\"ok\":1}");
+		assert_hget(&r, ids[i], "finishedOn", now);
+	}
+	char *lock = cmd_str(&r, "GET %s%s", ids[2], ":lock");
+	assert_string_equal(lock, "w:3");
+	fl_free(lock);
+	lock = cmd_str(&r, "GET %s%s", ids[3], ":lock");
+	assert_string_equal(lock, "w:5");
+	fl_free(lock);
+	assert_hget(&r, ids[3], "ats", "1");
+	assert_hget(&r, ids[3], "processedOn", now);
+	struct bq_counts c;
+	counts(q, &c);
+	assert_int_equal(c.completed, 2);
+	assert_int_equal(c.active, 2);
+	assert_int_equal(c.waiting, 0);
+
+	for (int i = 0; i < 3; i++)
+		fl_free(next[i]);
+	fl_free(a);
+	fl_free(b);
+	for (int i = 0; i < 4; i++)
+		fl_free(ids[i]);
+	raw_close(&r);
+	bq_queue_free(q);
+}
+
 static void test_stalled_mutex(void **state)
 {
 	(void)state;
@@ -990,6 +1084,8 @@ struct seen {
 	int max_busy, busy;
 	char ids[64][32];
 	int sleep_ms;
+	int barrier;          /* when set, no job returns before this many have started */
+	pthread_cond_t cv;    /* with barrier */
 	atomic_int lost;
 };
 
@@ -1003,6 +1099,13 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *res)
 	if (++s->busy > s->max_busy)
 		s->max_busy = s->busy;
 	pthread_mutex_unlock(&s->mu);
+	if (s->barrier) {
+		pthread_mutex_lock(&s->mu);
+		pthread_cond_broadcast(&s->cv);
+		while (s->calls < s->barrier)
+			pthread_cond_wait(&s->cv, &s->mu);
+		pthread_mutex_unlock(&s->mu);
+	}
 	if (s->sleep_ms)
 		fl_sleep_ms(s->sleep_ms);
 	json_t *fail = json_object_get(job->data, "fail");
@@ -1059,6 +1162,40 @@ static bool wait_finished(struct bq_worker *w, uint64_t n, int ms)
 		fl_sleep_ms(10);
 	} while (fl_mono_ms() < end);
 	return false;
+}
+
+/* Slots that finish at the same moment share calls to Redis, and each job's outcome still lands
+ * on its own job. */
+static void test_worker_shares_finishes(void **state)
+{
+	(void)state;
+	struct bq_queue *q = queue("shared");
+	struct seen s = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+			  .barrier = 8 };
+	char *ids[8];
+	for (int i = 0; i < 8; i++)
+		ids[i] = add(q, "{}", NULL);
+	struct bq_worker *w = worker("shared", &s, 8, 5000);
+	assert_true(wait_finished(w, 8, 30000));
+	bq_worker_stop(w, 5000);
+	struct bq_worker_stats st;
+	bq_worker_get_stats(w, &st);
+	bq_worker_free(w);
+	assert_int_equal(st.completed, 8);
+	assert_int_equal(st.lost, 0);
+	/* eight finishes released together: at most two calls go out before the rest queue up */
+	assert_true(st.finish_calls < 8);
+	for (int i = 0; i < 8; i++) {
+		json_t *job;
+		struct fl_err err = { 0 };
+		assert_int_equal(bq_job_get(q, ids[i], &job, &err), 0);
+		json_t *rv = json_object_get(job, "returnvalue");
+		assert_string_equal(json_string_value(json_object_get(rv, "id")), ids[i]);
+		assert_int_equal(json_integer_value(json_object_get(job, "attemptsMade")), 1);
+		json_decref(job);
+		fl_free(ids[i]);
+	}
+	bq_queue_free(q);
 }
 
 /* Many slots at once: the renewal sends 1 + 2 * 12 arguments, more than fit the eval's stack
@@ -1285,8 +1422,10 @@ int main(void)
 		cmocka_unit_test(test_add_fetch_finish),
 		cmocka_unit_test(test_lock_tokens),
 		cmocka_unit_test(test_repeated_calls),
+		cmocka_unit_test(test_finish_batch),
 		cmocka_unit_test(test_stalled_mutex),
 		cmocka_unit_test(test_worker_many_slots),
+		cmocka_unit_test(test_worker_shares_finishes),
 		cmocka_unit_test(test_outcome_waits_out_busy_server),
 		cmocka_unit_test(test_reconnect_after_restart),
 	};

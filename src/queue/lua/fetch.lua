@@ -6,4 +6,6 @@ if ARGV[5] == "1" then
   local job = recover(ARGV[2])
   if job then return job end
 end
-return fetch(tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+local job = fetch(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if job[1] then wake_if_more() end
+return job

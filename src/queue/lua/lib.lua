@@ -3,23 +3,34 @@
 -- time: no script reads the server clock.
 local rcall = redis.call
 local P = KEYS[1]
+-- Numbers on the hot paths are passed to rcall as strings: Redis formats a Lua number with
+-- printf, which costs more than the command it is an argument of.
 
-local max_events_cached
-local function emit(...)
-  if not max_events_cached then
-    max_events_cached = rcall("HGET", P .. "meta", "opts.maxLenEvents")
-    if not max_events_cached then
-      max_events_cached = 10000
-      rcall("HSET", P .. "meta", "opts.maxLenEvents", max_events_cached)
-    end
+-- The queue's settings in meta: paused, concurrency, max, duration (the global rate limit),
+-- opts.maxLenEvents. Read once per call of a script: a script that writes one of them does so
+-- before its first read.
+local meta_cached
+local function meta()
+  if not meta_cached then
+    meta_cached = rcall("HMGET", P .. "meta", "paused", "concurrency", "max", "duration",
+                        "opts.maxLenEvents")
   end
-  rcall("XADD", P .. "events", "MAXLEN", "~", max_events_cached, "*", "event", ...)
+  return meta_cached
+end
+
+local function emit(...)
+  local m = meta()
+  if not m[5] then
+    m[5] = "10000"
+    rcall("HSET", P .. "meta", "opts.maxLenEvents", m[5])
+  end
+  rcall("XADD", P .. "events", "MAXLEN", "~", m[5], "*", "event", ...)
 end
 
 -- stopped: no fetching (paused, or at the global concurrency cap); paused: meta.paused exists;
 -- then the global rate limit (max jobs per duration ms), if any.
 local function queue_state()
-  local m = rcall("HMGET", P .. "meta", "paused", "concurrency", "max", "duration")
+  local m = meta()
   local paused = m[1] ~= false
   local stopped = paused
   if not stopped and m[2] then
@@ -29,11 +40,11 @@ local function queue_state()
 end
 
 local function ready_marker(stopped)
-  if not stopped then rcall("ZADD", P .. "marker", 0, "0") end
+  if not stopped then rcall("ZADD", P .. "marker", "0", "0") end
 end
 
 local function next_delayed()
-  local r = rcall("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
+  local r = rcall("ZRANGE", P .. "delayed", "0", "0", "WITHSCORES")
   if r[2] then return tonumber(r[2]) / 0x1000 end
   return nil
 end
@@ -79,7 +90,7 @@ local function enqueue(id, priority, lifo, stopped, paused)
 end
 
 local function promote_delayed(now, stopped, paused)
-  local ids = rcall("ZRANGEBYSCORE", P .. "delayed", 0, (now + 1) * 0x1000 - 1, "LIMIT", 0, 1000)
+  local ids = rcall("ZRANGEBYSCORE", P .. "delayed", "0", (now + 1) * 0x1000 - 1, "LIMIT", "0", "1000")
   if #ids == 0 then return end
   rcall("ZREM", P .. "delayed", unpack(ids))
   for _, id in ipairs(ids) do
@@ -97,11 +108,30 @@ local function remove_job(id)
         k .. ":failed", k .. ":unsuccessful")
 end
 
--- Moves the next job to `active` under our lock. Returns {id, HGETALL} or, when there is
--- nothing to do, {false, next delayed due time or 0, rate-limit ttl or 0}.
+-- The fields of a job that the worker reads, in the order of its replies (worker.c, enum
+-- job_field): a fetched job is {id, name, data, opts, defa, atm, ats, stc, priority, timestamp,
+-- processedOn}, with false for a field the hash lacks. The second result tells whether the hash
+-- has any of them: a job's always does.
+local function job_fields(k)
+  local f = rcall("HMGET", k, "name", "data", "opts", "defa", "atm", "ats", "stc", "priority",
+                  "timestamp", "processedOn")
+  for i = 1, 10 do
+    if f[i] then return f, true end
+  end
+  return f, false
+end
+
+-- Moves the next job to `active` under our lock. Returns {id, job_fields} or, when there is
+-- nothing to do, {false, next delayed due time or 0, rate-limit ttl or 0}. now is the caller's
+-- ARGV text. Delayed jobs are promoted by the first fetch of a script's call only: within one
+-- call the clock does not move. The caller wakes other workers (wake_if_more) once it is done.
+local promoted
 local function fetch(now, token, lock_ms, worker_name)
   local stopped, paused, rate_max, rate_ms = queue_state()
-  promote_delayed(now, stopped, paused)
+  if not promoted then
+    promote_delayed(tonumber(now), stopped, paused)
+    promoted = true
+  end
   if rate_max then
     local used = tonumber(rcall("GET", P .. "limiter")) or 0
     if used >= rate_max then
@@ -110,7 +140,7 @@ local function fetch(now, token, lock_ms, worker_name)
     end
   end
   if stopped then return {false, 0, 0} end
-  local id
+  local id, f
   while true do
     id = rcall("RPOPLPUSH", P .. "wait", P .. "active")
     if not id then
@@ -124,35 +154,44 @@ local function fetch(now, token, lock_ms, worker_name)
     end
     if not id then return {false, next_delayed() or 0, 0} end
     -- skip BullMQ 4 markers and ids whose job hash is gone
-    if string.sub(id, 1, 2) ~= "0:" and rcall("EXISTS", P .. id) == 1 then break end
-    rcall("LREM", P .. "active", -1, id)
+    if string.sub(id, 1, 2) ~= "0:" then
+      local found
+      f, found = job_fields(P .. id)
+      if found then break end
+    end
+    rcall("LREM", P .. "active", "-1", id)
   end
   if rate_max then
     if rcall("INCR", P .. "limiter") == 1 then rcall("PEXPIRE", P .. "limiter", rate_ms) end
   end
   local k = P .. id
   rcall("SET", k .. ":lock", token, "PX", lock_ms)
+  -- the fields were read before these writes: the reply gets them too
+  local ats = tostring((tonumber(f[6]) or 0) + 1)
+  f[6], f[10] = ats, now
   if worker_name ~= "" then
-    rcall("HSET", k, "processedOn", now, "pb", worker_name)
+    rcall("HSET", k, "processedOn", now, "ats", ats, "pb", worker_name)
   else
-    rcall("HSET", k, "processedOn", now)
+    rcall("HSET", k, "processedOn", now, "ats", ats)
   end
-  rcall("HINCRBY", k, "ats", 1)
   emit("active", "jobId", id, "prev", "waiting")
-  -- wake the next blocked worker only when there is something for it
+  return {id, unpack(f)}
+end
+
+-- Wakes the next blocked worker after a fetch took a job, only when there is more for it.
+local function wake_if_more()
   if rcall("LLEN", P .. "wait") > 0 or rcall("ZCARD", P .. "prioritized") > 0 then
     ready_marker(false)
   end
-  return {id, rcall("HGETALL", k)}
 end
 
 -- After a reply was lost (the connection dropped, or Redis restarted between running a script
--- and answering), finds the job that the earlier call took under `token`: {id, HGETALL}, or
+-- and answering), finds the job that the earlier call took under `token`: as fetch() returns it, or
 -- nil. A scan of `active`, paid only on that rare path; tokens are unique, so a match is ours.
 local function recover(token)
   for _, id in ipairs(rcall("LRANGE", P .. "active", 0, -1)) do
     if rcall("GET", P .. id .. ":lock") == token then
-      return {id, rcall("HGETALL", P .. id)}
+      return {id, unpack((job_fields(P .. id)))}
     end
   end
   return nil
