@@ -31,6 +31,11 @@ enum bq_script {
 /* The script's name, the file src/queue/lua/<name>.lua; NULL outside the enum. */
 const char *bq_script_name(enum bq_script s);
 
+/* How a connection runs the scripts: as Redis 7 functions (one library, loaded once per server,
+ * so that a call runs no set-up code), or with EVALSHA where functions are missing or forbidden,
+ * each call then running lib.lua's definitions first. */
+enum bq_call_mode { BQ_CALL_UNKNOWN, BQ_CALL_FUNCTIONS, BQ_CALL_SCRIPTS };
+
 /* One synchronous hiredis connection that reconnects on demand. Not thread-safe: each thread
  * owns its own. */
 struct bq_conn {
@@ -38,7 +43,8 @@ struct bq_conn {
 	struct bq_redis_addr addr;
 	char *client_name;   /* CLIENT SETNAME after each connect, or NULL */
 	int timeout_ms;      /* per command; 0 = none (blocking connections) */
-	char sha[BQ_LUA_COUNT_][41];
+	enum bq_call_mode mode; /* decided on the first script call after each connect */
+	char sha[BQ_LUA_COUNT_][41]; /* BQ_CALL_SCRIPTS */
 	bool loaded[BQ_LUA_COUNT_];
 	bool transient;      /* the last command failed in a way that may pass if sent again:
 			      * see bq_conn_cmd */
@@ -64,8 +70,9 @@ bool bq_reply_transient(const char *error_text);
  * error that the same command would get again. */
 int bq_conn_cmd(struct bq_conn *c, int argc, const char **argv, const size_t *argvlen,
 		redisReply **reply, struct fl_err *err);
-/* EVALSHA of script with KEYS[1] = key prefix and the given ARGV; loads the script on first use
- * and again on NOSCRIPT. Same returns as bq_conn_cmd. */
+/* Runs script with KEYS[1] = key prefix and the given ARGV, by FCALL or EVALSHA (see
+ * bq_call_mode); loads the library or script on first use, and again when Redis has lost it.
+ * Same returns as bq_conn_cmd. */
 int bq_conn_eval(struct bq_conn *c, enum bq_script script, const char *key_prefix, int argc,
 		 const char **argv, const size_t *argvlen, redisReply **reply, struct fl_err *err);
 

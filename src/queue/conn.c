@@ -1,6 +1,7 @@
 /* One Redis connection: AP_REDIS_URL parsing, connect with AUTH/SELECT/client name, commands
- * with drop-and-reconnect on I/O errors, and the script cache (SCRIPT LOAD, EVALSHA, reload on
- * NOSCRIPT). Every other file of the queue module talks to Redis through this one. */
+ * with drop-and-reconnect on I/O errors, and the scripts (a function library called with FCALL,
+ * or SCRIPT LOAD and EVALSHA; loaded again when Redis has lost them). Every other file of the
+ * queue module talks to Redis through this one. */
 #include "queue/bq_int.h"
 
 #include "core/alloc.h"
@@ -12,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -42,26 +44,59 @@ const char *bq_script_name(enum bq_script s)
 	return s >= 0 && s < BQ_LUA_COUNT_ ? script_names[s] : NULL;
 }
 
-/* Full text of each script: lib.lua, then the script itself. Built once, never freed. */
+/* Built once, never freed: for EVALSHA, each script's full text (lib.lua, begin(KEYS), the
+ * script); for FCALL, one library holding lib.lua and every script as a function. The library's
+ * name carries a hash of its text, so that processes running different versions of the scripts
+ * against one server each find their own. */
 static char *script_text[BQ_LUA_COUNT_];
 static size_t script_len[BQ_LUA_COUNT_];
+static char *library_text;
+static size_t library_len;
+static char function_name[BQ_LUA_COUNT_][64];
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+
+#define FNV_BASIS 14695981039346656037ULL
+
+static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return h;
+}
 
 static void build_scripts(void)
 {
 	const struct fl_embed *lib = fl_embed_find(bq_lua_files, "lib");
+	const struct fl_embed *src[BQ_LUA_COUNT_];
+	uint64_t hash = lib ? fnv1a(FNV_BASIS, lib->data, lib->len) : 0;
 	for (int i = 0; i < BQ_LUA_COUNT_; i++) {
-		const struct fl_embed *s = fl_embed_find(bq_lua_files, script_names[i]);
-		if (!lib || !s) {
+		src[i] = fl_embed_find(bq_lua_files, script_names[i]);
+		if (!lib || !src[i]) {
 			fl_error("queue", "script '%s' is not embedded", script_names[i]);
 			abort();
 		}
+		hash = fnv1a(hash, src[i]->data, src[i]->len);
+	}
+	char lib_name[32];
+	snprintf(lib_name, sizeof(lib_name), "flowd_%016" PRIx64, hash);
+	struct fl_buf funcs = FL_BUF_INIT;
+	fl_buf_addf(&funcs, "#!lua name=%s\n", lib_name);
+	fl_buf_add(&funcs, lib->data, lib->len);
+	for (int i = 0; i < BQ_LUA_COUNT_; i++) {
 		struct fl_buf b = FL_BUF_INIT;
 		fl_buf_add(&b, lib->data, lib->len);
-		fl_buf_addch(&b, '\n');
-		fl_buf_add(&b, s->data, s->len);
+		fl_buf_adds(&b, "\nbegin(KEYS)\n");
+		fl_buf_add(&b, src[i]->data, src[i]->len);
 		script_text[i] = fl_buf_detach(&b, &script_len[i]);
+		snprintf(function_name[i], sizeof(function_name[i]), "%s_%s", lib_name,
+			 script_names[i]);
+		fl_buf_addf(&funcs,
+			    "\nredis.register_function('%s', function(KEYS, ARGV)\nbegin(KEYS)\n",
+			    function_name[i]);
+		fl_buf_add(&funcs, src[i]->data, src[i]->len);
+		fl_buf_adds(&funcs, "\nend)\n");
 	}
+	library_text = fl_buf_detach(&funcs, &library_len);
 }
 
 /* ---- URL ---------------------------------------------------------------------------------- */
@@ -251,6 +286,7 @@ void bq_conn_drop(struct bq_conn *c)
 	if (c->ctx)
 		redisFree(c->ctx);
 	c->ctx = NULL;
+	c->mode = BQ_CALL_UNKNOWN;
 	memset(c->loaded, 0, sizeof(c->loaded));
 }
 
@@ -416,11 +452,35 @@ static int load_script(struct bq_conn *c, enum bq_script s, struct fl_err *err)
 	return 0;
 }
 
+/* Loads the function library, or settles on EVALSHA when this server has no functions (before
+ * Redis 7) or forbids them (an ACL). */
+static int load_library(struct bq_conn *c, struct fl_err *err)
+{
+	const char *av[3] = { "FUNCTION", "LOAD", library_text };
+	size_t al[3] = { 8, 4, library_len };
+	redisReply *r;
+	struct fl_err e = { 0 };
+	int rc = bq_conn_cmd(c, 3, av, al, &r, &e);
+	if (!rc || (r && strstr(r->str, "already exists"))) {
+		c->mode = BQ_CALL_FUNCTIONS;
+	} else if (r && !c->transient) {
+		c->mode = BQ_CALL_SCRIPTS;
+		fl_debug("queue", "running scripts with EVALSHA: FUNCTION LOAD: %s", e.msg);
+	} else {
+		*err = e;
+		freeReplyObject(r);
+		return rc;
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
 int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, int argc,
 		 const char **argv, const size_t *argvlen, redisReply **reply, struct fl_err *err)
 {
 	*reply = NULL;
-	/* EVALSHA, sha, numkeys and the key prefix come before the script's own arguments */
+	/* FCALL and name or EVALSHA and sha, numkeys and the key prefix come before the script's own
+	 * arguments */
 	enum { HEAD = 4, STACK_ARGS = 24 };
 	const char *stack_av[STACK_ARGS];
 	size_t stack_al[STACK_ARGS];
@@ -431,12 +491,15 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if ((rc = bq_conn_ensure(c, err)))
 			break;
-		if (!c->loaded[s] && (rc = load_script(c, s, err)))
+		if (c->mode == BQ_CALL_UNKNOWN && (rc = load_library(c, err)))
 			break;
-		av[0] = "EVALSHA";
-		al[0] = 7;
-		av[1] = c->sha[s];
-		al[1] = 40;
+		bool fcall = c->mode == BQ_CALL_FUNCTIONS;
+		if (!fcall && !c->loaded[s] && (rc = load_script(c, s, err)))
+			break;
+		av[0] = fcall ? "FCALL" : "EVALSHA";
+		al[0] = strlen(av[0]);
+		av[1] = fcall ? function_name[s] : c->sha[s];
+		al[1] = strlen(av[1]);
 		av[2] = "1";
 		al[2] = 1;
 		av[3] = key_prefix;
@@ -446,10 +509,13 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 			al[HEAD + i] = argvlen ? argvlen[i] : strlen(argv[i]);
 		}
 		rc = bq_conn_cmd(c, argc + HEAD, av, al, reply, err);
-		if (rc && *reply && !strncmp((*reply)->str, "NOSCRIPT", 8)) {
-			/* Redis restarted or SCRIPT FLUSH: load again and retry once. */
+		if (rc && *reply &&
+		    (fcall ? !strcmp((*reply)->str, "ERR Function not found")
+			   : !strncmp((*reply)->str, "NOSCRIPT", 8))) {
+			/* Redis restarted, or FUNCTION FLUSH / SCRIPT FLUSH: load again, retry once */
 			freeReplyObject(*reply);
 			*reply = NULL;
+			c->mode = BQ_CALL_UNKNOWN;
 			c->loaded[s] = false;
 			continue;
 		}

@@ -669,6 +669,47 @@ static void counts(struct bq_queue *q, struct bq_counts *c)
 		fail_msg("counts: %s", err.msg);
 }
 
+/* The scripts run as a function library where Redis has functions, with EVALSHA where an ACL
+ * forbids them, and either way survive Redis losing them. */
+static void test_script_modes(void **state)
+{
+	(void)state;
+	struct raw r;
+	raw_open(&r, "modes");
+	const char *av[5] = { "0", "tok:1", "30000", "", "0" };
+	redisReply *reply = eval(&r, BQ_LUA_FETCH, 5, av); /* nothing to fetch */
+	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+	freeReplyObject(reply);
+	assert_int_equal(r.conn.mode, BQ_CALL_FUNCTIONS);
+	reply = redisCommand(r.conn.ctx, "FUNCTION LIST LIBRARYNAME flowd_*");
+	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(reply->elements, 1);
+	freeReplyObject(reply);
+
+	freeReplyObject(redisCommand(r.conn.ctx, "FUNCTION FLUSH"));
+	reply = eval(&r, BQ_LUA_FETCH, 5, av);
+	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+	freeReplyObject(reply);
+	assert_int_equal(r.conn.mode, BQ_CALL_FUNCTIONS);
+
+	reply = redisCommand(r.conn.ctx, "ACL SETUSER default -function -fcall");
+	assert_int_equal(reply->type, REDIS_REPLY_STATUS);
+	freeReplyObject(reply);
+	bq_conn_drop(&r.conn);
+	reply = eval(&r, BQ_LUA_FETCH, 5, av);
+	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+	freeReplyObject(reply);
+	assert_int_equal(r.conn.mode, BQ_CALL_SCRIPTS);
+	freeReplyObject(redisCommand(r.conn.ctx, "SCRIPT FLUSH"));
+	reply = eval(&r, BQ_LUA_FETCH, 5, av);
+	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+	freeReplyObject(reply);
+	reply = redisCommand(r.conn.ctx, "ACL SETUSER default +@all");
+	assert_int_equal(reply->type, REDIS_REPLY_STATUS);
+	freeReplyObject(reply);
+	raw_close(&r);
+}
+
 static void test_add_fetch_finish(void **state)
 {
 	(void)state;
@@ -1419,6 +1460,7 @@ int main(void)
 		cmocka_unit_test(test_transient_replies),
 	};
 	const struct CMUnitTest with_redis[] = {
+		cmocka_unit_test(test_script_modes),
 		cmocka_unit_test(test_add_fetch_finish),
 		cmocka_unit_test(test_lock_tokens),
 		cmocka_unit_test(test_repeated_calls),

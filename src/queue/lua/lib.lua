@@ -1,15 +1,23 @@
--- Helpers prepended to every queue script (see conn.c). KEYS[1] is the queue's key prefix,
--- "bull:<queue>:"; job keys are built from it, as BullMQ's own scripts do. Callers pass the
--- time: no script reads the server clock.
-local rcall = redis.call
-local P = KEYS[1]
+-- Helpers shared by the queue scripts (see conn.c): loaded once with them as a Redis function
+-- library, or prepended to each script for EVALSHA. Every script starts with begin(KEYS).
+-- KEYS[1] is the queue's key prefix, "bull:<queue>:"; job keys are built from it, as BullMQ's
+-- own scripts do. Callers pass the time: no script reads the server clock.
+local rcall, P
+local meta_cached -- meta(), read once per call
+local promoted    -- fetch(): delayed jobs promoted in this call
+
+local function begin(keys)
+  rcall = redis.call
+  P = keys[1]
+  meta_cached, promoted = nil, nil
+end
+
 -- Numbers on the hot paths are passed to rcall as strings: Redis formats a Lua number with
 -- printf, which costs more than the command it is an argument of.
 
 -- The queue's settings in meta: paused, concurrency, max, duration (the global rate limit),
 -- opts.maxLenEvents. Read once per call of a script: a script that writes one of them does so
 -- before its first read.
-local meta_cached
 local function meta()
   if not meta_cached then
     meta_cached = rcall("HMGET", P .. "meta", "paused", "concurrency", "max", "duration",
@@ -125,7 +133,6 @@ end
 -- nothing to do, {false, next delayed due time or 0, rate-limit ttl or 0}. now is the caller's
 -- ARGV text. Delayed jobs are promoted by the first fetch of a script's call only: within one
 -- call the clock does not move. The caller wakes other workers (wake_if_more) once it is done.
-local promoted
 local function fetch(now, token, lock_ms, worker_name)
   local stopped, paused, rate_max, rate_ms = queue_state()
   if not promoted then
