@@ -11,45 +11,47 @@
 -- lock) or -3 (not active), or {0, fetch() result} (a job, or when to look again) / {0} on
 -- success, with 1 instead of 0 when a repeated call found the outcome recorded by the call it
 -- repeats.
-local function finish(a)
-  local id, token, now, target = a[1], a[2], a[3], a[4]
-  local k = P .. id
+-- A repeated call whose first run took effect must not be refused as if another worker owned
+-- the job: only the fetch of the next job is left, and that job may already be ours under the
+-- next token. b is the job's offset in ARGV.
+local function done_before(b)
+  if ARGV[b + 10] ~= "1" then return {1} end
+  return {1, recover(ARGV[b + 11]) or fetch(ARGV[b + 3], ARGV[b + 11], ARGV[b + 12], ARGV[b + 13])}
+end
 
-  -- A repeated call whose first run took effect must not be refused as if another worker owned
-  -- the job: only the fetch of the next job is left, and that job may already be ours under the
-  -- next token.
-  local function done_before()
-    if a[10] ~= "1" then return {1} end
-    return {1, recover(a[11]) or fetch(now, a[11], a[12], a[13])}
-  end
-  local repeated = a[14] == "1"
+-- Finishes the job whose arguments follow offset b in ARGV (ARGV[b + 1] is its id).
+local function finish(b)
+  local id, token, now, target = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local k = P .. id
+  local repeated = ARGV[b + 14] == "1"
 
   local code = take_lock(id, token)
   if code < 0 then
     if rcall("EXISTS", k) == 0 then
       -- gone: the first run removed it (removeOnComplete/removeOnFail true)
-      if repeated and a[7] == "0" then return done_before() end
+      if repeated and ARGV[b + 7] == "0" then return done_before(b) end
       return {-1}
     end
     -- finishedOn is the exact `now` of this call, and the job left `active`: the first run did it
     if repeated and rcall("HGET", k, "finishedOn") == now and
        not rcall("LPOS", P .. "active", id) then
-      return done_before()
+      return done_before(b)
     end
     return {code}
   end
   if rcall("LREM", P .. "active", "-1", id) == 0 then return {-3} end
-  local attempts_made = a[15]
-  local keep_count, keep_age = tonumber(a[7]), tonumber(a[8])
+  local attempts_made = ARGV[b + 15]
+  local keep_count, keep_age = tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
   local field = target == "completed" and "returnvalue" or "failedReason"
   if keep_count ~= 0 then
     local set = P .. target
     rcall("ZADD", set, now, id)
     if target == "failed" then
-      rcall("HSET", k, field, a[5], "stacktrace", a[6], "finishedOn", now, "atm", attempts_made)
+      rcall("HSET", k, field, ARGV[b + 5], "stacktrace", ARGV[b + 6], "finishedOn", now,
+            "atm", attempts_made)
       rcall("HDEL", k, "defa")
     else
-      rcall("HSET", k, field, a[5], "finishedOn", now, "atm", attempts_made)
+      rcall("HSET", k, field, ARGV[b + 5], "finishedOn", now, "atm", attempts_made)
     end
     if keep_age >= 0 then
       local cutoff = tonumber(now) - keep_age * 1000
@@ -65,18 +67,17 @@ local function finish(a)
   else
     remove_job(id)
   end
-  emit(target, "jobId", id, field, a[5], "prev", "active")
-  if target == "failed" and tonumber(attempts_made) >= tonumber(a[9]) then
+  emit(target, "jobId", id, field, ARGV[b + 5], "prev", "active")
+  if target == "failed" and tonumber(attempts_made) >= tonumber(ARGV[b + 9]) then
     emit("retries-exhausted", "jobId", id, "attemptsMade", attempts_made)
   end
-  if a[10] == "1" then return {0, fetch(now, a[11], a[12], a[13])} end
+  if ARGV[b + 10] == "1" then return {0, fetch(now, ARGV[b + 11], ARGV[b + 12], ARGV[b + 13])} end
   return {0}
 end
 
 local out, took, empty = {}, false, false
 for i = 1, tonumber(ARGV[1]) do
-  local base = 1 + (i - 1) * 15
-  local r = finish({unpack(ARGV, base + 1, base + 15)})
+  local r = finish(1 + (i - 1) * 15)
   if r[2] and r[2][1] then
     took = true
   elseif r[1] == 0 then

@@ -182,7 +182,8 @@ local function fetch(now, token, lock_ms, worker_name)
     rcall("HSET", k, "processedOn", now, "ats", ats)
   end
   emit("active", "jobId", id, "prev", "waiting")
-  return {id, unpack(f)}
+  table.insert(f, 1, id)
+  return f
 end
 
 -- Wakes the next blocked worker after a fetch took a job, only when there is more for it.
@@ -198,7 +199,9 @@ end
 local function recover(token)
   for _, id in ipairs(rcall("LRANGE", P .. "active", 0, -1)) do
     if rcall("GET", P .. id .. ":lock") == token then
-      return {id, unpack((job_fields(P .. id)))}
+      local f = job_fields(P .. id)
+      table.insert(f, 1, id)
+      return f
     end
   end
   return nil
