@@ -205,7 +205,9 @@ SB_CHILD static int under_tmp(const struct sb_op *op)
 	return t[0] == '/' && t[1] == 't' && t[2] == 'm' && t[3] == 'p' && t[4] == '/';
 }
 
-SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int source_fd)
+/* source_fd: for a bind, a detached clone of the source (open_tree) when tree is set, else an
+ * O_PATH fd of it. */
+SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int source_fd, int tree)
 {
 	long r;
 	switch (op->kind) {
@@ -219,22 +221,52 @@ SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int s
 		break;
 	case SB_OP_BIND:
 	case SB_OP_BIND_DEV: {
-		if (!op->is_dir) {
-			r = sb_sys4(SYS_openat, AT_FDCWD, op->dst,
-				    O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-			if (r < 0)
-				FAIL(r, "cannot create mount point", op->show);
-			sb_sys1(SYS_close, r);
+		/* An empty regular file, made without opening it (mknod needs no privilege for
+		 * one, and like O_CREAT | O_EXCL it neither follows nor reuses what is there). */
+		if (!op->is_dir && (r = sb_sys4(SYS_mknodat, AT_FDCWD, op->dst, S_IFREG | 0644, 0)))
+			FAIL(r, "cannot create mount point", op->show);
+		if (tree) {
+			r = sb_sys5(SYS_move_mount, source_fd, "", AT_FDCWD, op->dst,
+				    MOVE_MOUNT_F_EMPTY_PATH);
+		} else {
+			/* Not MS_REC: mounts below a bound host directory stay hidden. */
+			char src[32];
+			fd_path(src, source_fd);
+			r = sb_sys5(SYS_mount, src, op->dst, NULL, MS_BIND, NULL);
 		}
-		/* Not MS_REC: mounts below a bound host directory stay hidden. */
-		char src[32];
-		fd_path(src, source_fd);
-		if ((r = sb_sys5(SYS_mount, src, op->dst, NULL, MS_BIND, NULL)))
+		if (r)
 			FAIL(r, "cannot bind", op->src);
 		sb_sys1(SYS_close, source_fd);
 		break;
 	}
 	}
+}
+
+/* Opens the source of every bind into fds (indexed like the plan's ops): with trees, each as a
+ * detached clone (open_tree; not AT_RECURSIVE, so mounts below a bound host directory stay
+ * hidden) that apply_op moves into place, which spares every mount a walk through
+ * /proc/self/fd; else as an O_PATH fd. Returns 0, or, with trees, the error of an open_tree that
+ * a container's filter refused (then nothing is left open). */
+SB_CHILD static long open_sources(struct sb_launch *l, int *fds, int trees)
+{
+	const struct sb_plan *p = l->plan;
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct sb_op *op = &p->ops[i];
+		if (op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV)
+			continue;
+		long r = trees ? sb_sys3(SYS_open_tree, AT_FDCWD, op->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
+			       : sb_sys4(SYS_openat, AT_FDCWD, op->src, O_PATH | O_CLOEXEC, 0);
+		if (trees && (r == -ENOSYS || r == -EPERM)) {
+			for (size_t j = 0; j < i; j++)
+				if (p->ops[j].kind == SB_OP_BIND || p->ops[j].kind == SB_OP_BIND_DEV)
+					sb_sys1(SYS_close, fds[j]);
+			return r;
+		}
+		if (r < 0)
+			FAIL(r, "cannot bind", op->src);
+		fds[i] = (int)r;
+	}
+	return 0;
 }
 
 SB_CHILD void sb__child_mounts(struct sb_launch *l)
@@ -247,15 +279,11 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 	/* Sources are opened with the spawner's host ids, so that a binary under a directory
 	 * only its owner may search can still be bound... */
 	int source_fds[SB_MAX_BINDS];
-	for (size_t i = 0; i < p->n_ops; i++) {
-		const struct sb_op *op = &p->ops[i];
-		if (op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV)
-			continue;
-		r = sb_sys4(SYS_openat, AT_FDCWD, op->src, O_PATH | O_CLOEXEC, 0);
-		if (r < 0)
-			FAIL(r, "cannot bind", op->src);
-		source_fds[i] = (int)r;
-	}
+	int trees = l->use_mount_setattr;
+	if (trees && open_sources(l, source_fds, 1))
+		trees = 0;
+	if (!trees)
+		open_sources(l, source_fds, 0);
 	/* ...while files are created with the sandbox's ids: a file system of this user
 	 * namespace refuses to create inodes owned by an id it does not map (host root). */
 	sb_sys1(SYS_setfsgid, l->gid);
@@ -267,7 +295,7 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 
 	for (size_t i = 0; i < p->n_ops; i++)
 		if (!under_tmp(&p->ops[i]))
-			apply_op(l, &p->ops[i], source_fds[i]);
+			apply_op(l, &p->ops[i], source_fds[i], trees);
 
 	if (l->use_mount_setattr) {
 		struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
@@ -300,7 +328,7 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 		const struct sb_op *op = &p->ops[i];
 		if (!under_tmp(op))
 			continue;
-		apply_op(l, op, source_fds[i]);
+		apply_op(l, op, source_fds[i], trees);
 		if ((op->kind == SB_OP_BIND || op->kind == SB_OP_BIND_DEV) &&
 		    (r = remount_ro(op->dst, 0)))
 			FAIL(r, "cannot make read-only", op->show);
