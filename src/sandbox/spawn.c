@@ -312,6 +312,18 @@ int sb__self_pidfd(void)
 	return (int)syscall(SYS_pidfd_open, getpid(), 0);
 }
 
+/* A CPU of mask other than the one we run on, or -1. */
+static int another_cpu(const cpu_set_t *mask)
+{
+	int self = sched_getcpu(), n = CPU_SETSIZE;
+	if (self < 0 || CPU_COUNT(mask) < 2)
+		return -1;
+	for (int i = 1; i < n; i++)
+		if (CPU_ISSET((self + i) % n, mask))
+			return (self + i) % n;
+	return -1;
+}
+
 /* One byte, and with it fd when >= 0. */
 static int send_go(int fd, int with_fd)
 {
@@ -427,6 +439,14 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 	}
 	l->go_fd = go[0];
 
+	/* The child is queued where we run, and a scheduler that packs tasks onto few CPUs leaves
+	 * it there until we block: after the clone we still write its maps and make its cgroup,
+	 * which it could be overlapping with its own set-up on another CPU. */
+	int other_cpu = -1;
+	if (!sched_getaffinity(0, sizeof l->cpus, &l->cpus))
+		other_cpu = another_cpu(&l->cpus);
+	l->restore_cpus = other_cpu >= 0;
+
 	int pidfd = -1;
 	pid_t pid = -1;
 	sigset_t all, old;
@@ -451,6 +471,12 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 	}
 	*pid_out = pid;
 	*pidfd_out = pidfd;
+	if (other_cpu >= 0) {
+		cpu_set_t one;
+		CPU_ZERO(&one);
+		CPU_SET(other_cpu, &one);
+		sched_setaffinity(pid, sizeof one, &one);
+	}
 	if ((rc = sb__write_id_maps(pid, l->uid, l->gid, host->root, err)))
 		fl_err_prefix(err, "sandbox step 'users' failed");
 	else if ((rc = send_go(go[1], -1)))

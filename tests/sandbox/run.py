@@ -146,7 +146,8 @@ def test_probe_modes(tmp, listener, host_addr):
         f.write(secret_value)
     env = {"AP_JWT_SECRET": secret_value, "AP_CONFIG_PATH": config_dir}
     probe = ["probe", "--secret", "AP_JWT_SECRET", "--forbidden", os.path.join(config_dir, "api_key"),
-             "--forbidden", config_dir, "--forbidden", "/etc/shadow", "--worker-pid", str(os.getpid())]
+             "--forbidden", config_dir, "--forbidden", "/etc/shadow", "--worker-pid", str(os.getpid()),
+             "--cpus", str(len(os.sched_getaffinity(0)))]
     modes = [
         ("SANDBOX_PROCESS", [], ESCAPE, probe),
         ("SANDBOX_PROCESS+STRICT", ["--net", "--deny-inet"], ESCAPE, probe),

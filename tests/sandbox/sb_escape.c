@@ -6,7 +6,7 @@
  * how far they got before a limit stopped them; the ones a kill ends report progress as they go.
  *
  * usage: sb_escape probe [--secret NAME] [--forbidden PATH]... [--tcp ADDR:PORT]...
- *                        [--worker-pid PID]
+ *                        [--worker-pid PID] [--cpus N]
  *        sb_escape forkbomb|threadbomb|membomb|diskbomb|inodebomb|cpuspin|true
  *        sb_escape sleep SECONDS | leave-file PATH | hold-file PATH SECONDS | exit CODE */
 #include <arpa/inet.h>
@@ -285,6 +285,17 @@ static void probe_caps(void)
 	snprintf(uid, sizeof uid, "uid %d", (int)getuid());
 	report("run as uid 0", getuid() == 0 || geteuid() == 0, 0, uid);
 	must_fail("setuid(0)", setuid(0));
+}
+
+/* Not a way out, but the set-up may place the sandbox on one CPU: the payload must not keep
+ * that, it gets the CPUs its worker may use (cpus of them). */
+static void probe_cpus(int cpus)
+{
+	cpu_set_t mask;
+	char detail[64];
+	int n = sched_getaffinity(0, sizeof mask, &mask) ? -1 : CPU_COUNT(&mask);
+	snprintf(detail, sizeof detail, "%d of %d CPUs", n, cpus);
+	report("run on fewer CPUs than the worker", n < cpus, n < 0 ? errno : 0, detail);
 }
 
 static void probe_writes(void)
@@ -583,6 +594,8 @@ int sb_escape_main(int argc, char **argv)
 			probe_tcp(argv[i + 1]);
 		else if (!strcmp(argv[i], "--worker-pid"))
 			worker_pid = atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--cpus"))
+			probe_cpus(atoi(argv[i + 1]));
 	}
 	try_open("read /etc/shadow", "/etc/shadow", O_RDONLY);
 	try_open("read /etc/passwd", "/etc/passwd", O_RDONLY);
