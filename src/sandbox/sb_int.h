@@ -90,7 +90,7 @@ typedef int (*sb_entry_fn)(int argc, char **argv, void *arg);
 struct sb_launch {
 	const struct sb_plan *plan;
 	unsigned flags;
-	int clone_net;       /* CLONE_NEWNET requested (else the spawner joined a namespace or none) */
+	int unshare_flags;   /* the namespaces the child makes itself (all but user and PID) */
 	int check_netns;     /* verify the network namespace differs from host_netns */
 	ino_t host_netns_ino;
 	dev_t host_netns_dev;

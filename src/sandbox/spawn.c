@@ -248,6 +248,14 @@ SB_CHILD _Noreturn void sb__child_main(struct sb_launch *l)
 	sb_sys4(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
 	/* Set at once, and again after the uid change clears it (credentials step). */
 	sb_sys5(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	/* The clone made only the user and PID namespaces. The others are made here, owned by
+	 * the new user namespace as the clone would have made them, while the spawner writes
+	 * the maps (which they do not need): that took a while (an IPC namespace registers its
+	 * sysctls and mounts its mqueue, a new network namespace takes a millisecond) on the
+	 * spawner's side, before it could do anything else. */
+	long r = sb_sys1(SYS_unshare, l->unshare_flags);
+	if (r)
+		sb__child_fail(l, SB_STEP_SPAWN, (int)-r, "cannot create the namespaces", NULL);
 	sb__child_users(l);
 	if (l->pending)
 		child_close_early(l);
@@ -279,7 +287,7 @@ SB_CHILD _Noreturn void sb__child_main(struct sb_launch *l)
 		fflush(NULL);
 		sb__child_exit(code);
 	}
-	long r = sb_sys3(SYS_execve, l->argv[0], l->argv, l->envp);
+	r = sb_sys3(SYS_execve, l->argv[0], l->argv, l->envp);
 	sb__child_fail(l, SB_STEP_EXEC, (int)-r, "cannot execute", l->argv[0]);
 }
 
@@ -322,6 +330,13 @@ static int another_cpu(const cpu_set_t *mask)
 		if (CPU_ISSET((self + i) % n, mask))
 			return (self + i) % n;
 	return -1;
+}
+
+/* Whether the process of pidfd has exited. */
+static int exited(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	return poll(&p, 1, 0) == 1;
 }
 
 /* One byte, and with it fd when >= 0. */
@@ -401,7 +416,10 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 	l->pending = req->pending;
 	l->job = &ctx->job;
 
-	int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+	/* The PID namespace must come with the clone (the child is its init); the child makes the
+	 * rest itself. */
+	int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_PIDFD;
+	l->unshare_flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
 	int saved_netns = -1;
 	if (req->flags & SB_NET) {
 		int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -425,7 +443,7 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 			}
 			saved_netns = self;
 		} else {
-			flags |= CLONE_NEWNET;
+			l->unshare_flags |= CLONE_NEWNET;
 			close(self);
 		}
 	}
@@ -481,6 +499,10 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 		fl_err_prefix(err, "sandbox step 'users' failed");
 	else if ((rc = send_go(go[1], -1)))
 		fl_err_set(err, rc, "sandbox step 'spawn' failed: cannot release the child: %s", strerror(-rc));
+	/* The child may have failed its first step (its namespaces) before we got here: then its
+	 * report says why, not the maps of a process that is gone. */
+	if (rc && exited(pidfd))
+		rc = SB__GONE;
 	/* The cgroup is made while the child builds its root; it waits for it before seccomp. */
 	if (!rc && host->cgroup) {
 		if ((rc = sb__cgroup_create(host, &req->limits, req->cgroup_owner, cg, err)))
