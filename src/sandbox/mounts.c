@@ -205,34 +205,34 @@ SB_CHILD static int under_tmp(const struct sb_op *op)
 	return t[0] == '/' && t[1] == 't' && t[2] == 'm' && t[3] == 'p' && t[4] == '/';
 }
 
-/* source_fd: for a bind, a detached clone of the source (open_tree) when tree is set, else an
- * O_PATH fd of it. */
+/* Runs in the new root (the working directory), on the path relative to it. source_fd: for a
+ * bind, a detached clone of the source (open_tree) when tree is set, else an O_PATH fd of it. */
 SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int source_fd, int tree)
 {
+	const char *dst = op->show + 1;
 	long r;
 	switch (op->kind) {
 	case SB_OP_MKDIR:
-		if ((r = sb_sys3(SYS_mkdirat, AT_FDCWD, op->dst, 0755)) && r != -EEXIST)
+		if ((r = sb_sys3(SYS_mkdirat, AT_FDCWD, dst, 0755)) && r != -EEXIST)
 			FAIL(r, "cannot create directory", op->show);
 		break;
 	case SB_OP_SYMLINK:
-		if ((r = sb_sys3(SYS_symlinkat, op->src, AT_FDCWD, op->dst)))
+		if ((r = sb_sys3(SYS_symlinkat, op->src, AT_FDCWD, dst)))
 			FAIL(r, "cannot create symlink", op->show);
 		break;
 	case SB_OP_BIND:
 	case SB_OP_BIND_DEV: {
 		/* An empty regular file, made without opening it (mknod needs no privilege for
 		 * one, and like O_CREAT | O_EXCL it neither follows nor reuses what is there). */
-		if (!op->is_dir && (r = sb_sys4(SYS_mknodat, AT_FDCWD, op->dst, S_IFREG | 0644, 0)))
+		if (!op->is_dir && (r = sb_sys4(SYS_mknodat, AT_FDCWD, dst, S_IFREG | 0644, 0)))
 			FAIL(r, "cannot create mount point", op->show);
 		if (tree) {
-			r = sb_sys5(SYS_move_mount, source_fd, "", AT_FDCWD, op->dst,
-				    MOVE_MOUNT_F_EMPTY_PATH);
+			r = sb_sys5(SYS_move_mount, source_fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH);
 		} else {
 			/* Not MS_REC: mounts below a bound host directory stay hidden. */
 			char src[32];
 			fd_path(src, source_fd);
-			r = sb_sys5(SYS_mount, src, op->dst, NULL, MS_BIND, NULL);
+			r = sb_sys5(SYS_mount, src, dst, NULL, MS_BIND, NULL);
 		}
 		if (r)
 			FAIL(r, "cannot bind", op->src);
@@ -292,6 +292,10 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 		FAIL(-EPERM, "cannot switch file system ids", NULL);
 	if ((r = sb_sys5(SYS_mount, "tmpfs", p->scratch, "tmpfs", MS_NOSUID | MS_NODEV, l->root_opts)))
 		FAIL(r, "cannot mount the root tmpfs on", p->scratch);
+	/* In the new root from here on: the entries are made relative to it, without walking to
+	 * it and across its mount point each time, and pivot_root takes ".". */
+	if ((r = sb_sys1(SYS_chdir, p->scratch)))
+		FAIL(r, "cannot enter", p->scratch);
 
 	for (size_t i = 0; i < p->n_ops; i++)
 		if (!under_tmp(&p->ops[i]))
@@ -340,8 +344,6 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 
 	/* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
 	 * new root, with no path back to the host's. */
-	if ((r = sb_sys1(SYS_chdir, p->scratch)))
-		FAIL(r, "cannot enter", p->scratch);
 	if ((r = sb_sys2(SYS_pivot_root, ".", ".")))
 		FAIL(r, "pivot_root failed on", p->scratch);
 	if ((r = sb_sys2(SYS_umount2, ".", MNT_DETACH)))
