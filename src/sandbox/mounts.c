@@ -11,8 +11,13 @@
 #include "core/err.h"
 #include "sandbox/sb_sys.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -37,6 +42,8 @@ static const char *const dev_links[][2] = {
 static const char *const scratch_candidates[] = {
 	"/tmp", "/mnt", "/media", "/srv", "/opt", "/run", "/var/tmp", "/home",
 };
+
+SB_CHILD static int under_tmp(const struct sb_op *op);
 
 static char *own(struct sb_plan *p, char *s)
 {
@@ -79,6 +86,98 @@ static void add_ancestors(char ***dirs, size_t *n, const char *path)
 		*dirs = fl_realloc(*dirs, (*n + 1) * sizeof **dirs);
 		(*dirs)[(*n)++] = fl_strndup(path, (size_t)(s - path));
 	}
+}
+
+/* The skeleton: a sandbox used to make its root's directories, links and mount points one by
+ * one in a fresh tmpfs, which took it about as long as all its binds. They are now made once per
+ * plan, in a host directory that each sandbox binds (read-only, like the rest) as its root. The
+ * directory is named after the process, so that a later process can remove what a dead one
+ * left; removing it under a live one fails its sandboxes' mounts step. */
+static const char skeleton_prefix[] = "flowd-sandbox-root-";
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void remove_tree(const char *path)
+{
+	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Removes the skeletons in base of processes that no longer exist. */
+static void skeleton_sweep(const char *base)
+{
+	DIR *d = opendir(base);
+	if (!d)
+		return;
+	size_t n = strlen(skeleton_prefix);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, skeleton_prefix, n))
+			continue;
+		char *end;
+		long pid = strtol(e->d_name + n, &end, 10);
+		struct stat st;
+		if (end == e->d_name + n || *end != '-' || pid <= 0 || pid == getpid() ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		/* Only a directory of ours: never follow what someone else put there. */
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode) ||
+		    st.st_uid != geteuid())
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/%s", base, e->d_name);
+		remove_tree(path);
+	}
+	closedir(d);
+}
+
+/* Makes p's skeleton, or leaves p->skeleton NULL. */
+static void skeleton_build(struct sb_plan *p)
+{
+	static const char *const bases[] = { "/run", "/tmp", "/var/tmp" };
+	char path[PATH_MAX];
+	int made = 0;
+	for (size_t i = 0; i < sizeof bases / sizeof bases[0] && !made; i++) {
+		if (access(bases[i], W_OK | X_OK))
+			continue;
+		skeleton_sweep(bases[i]);
+		snprintf(path, sizeof path, "%s/%s%d-XXXXXX", bases[i], skeleton_prefix, (int)getpid());
+		made = mkdtemp(path) != NULL;
+	}
+	if (!made)
+		return;
+	/* Modes are set, not left to the umask: the sandbox's ids must be able to search them. */
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ok = dfd >= 0 && !fchmod(dfd, 0755);
+	for (size_t i = 0; ok && i < p->n_ops; i++) {
+		const struct sb_op *op = &p->ops[i];
+		const char *rel = op->show + 1;
+		if (under_tmp(op))
+			continue;
+		switch (op->kind) {
+		case SB_OP_MKDIR:
+			ok = !mkdirat(dfd, rel, 0755) && !fchmodat(dfd, rel, 0755, 0);
+			break;
+		case SB_OP_SYMLINK:
+			ok = !symlinkat(op->src, dfd, rel);
+			break;
+		default:
+			ok = op->is_dir || !mknodat(dfd, rel, S_IFREG | 0644, 0);
+			break;
+		}
+	}
+	if (dfd >= 0)
+		close(dfd);
+	if (ok)
+		p->skeleton = own(p, fl_strdup(path));
+	else
+		remove_tree(path);
 }
 
 int sb__plan_build(const struct sb_root *root, struct sb_plan **out, struct fl_err *err)
@@ -143,6 +242,7 @@ int sb__plan_build(const struct sb_root *root, struct sb_plan **out, struct fl_e
 		sb__plan_free(p);
 		return fl_err_set(err, FL_ELIMIT, "the sandbox root has more than %d entries", SB_MAX_BINDS);
 	}
+	skeleton_build(p);
 	*out = p;
 	return 0;
 }
@@ -151,6 +251,8 @@ void sb__plan_free(struct sb_plan *p)
 {
 	if (!p)
 		return;
+	if (p->skeleton)
+		remove_tree(p->skeleton);
 	for (size_t i = 0; i < p->n_owned; i++)
 		fl_free(p->owned[i]);
 	fl_free(p->owned);
@@ -206,11 +308,15 @@ SB_CHILD static int under_tmp(const struct sb_op *op)
 }
 
 /* Runs in the new root (the working directory), on the path relative to it. source_fd: for a
- * bind, a detached clone of the source (open_tree) when tree is set, else an O_PATH fd of it. */
-SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int source_fd, int tree)
+ * bind, a detached clone of the source (open_tree) when tree is set, else an O_PATH fd of it.
+ * made: the root is the plan's skeleton, which has the directories, links and mount points. */
+SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int source_fd, int tree,
+			      int made)
 {
 	const char *dst = op->show + 1;
 	long r;
+	if (made && op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV)
+		return;
 	switch (op->kind) {
 	case SB_OP_MKDIR:
 		if ((r = sb_sys3(SYS_mkdirat, AT_FDCWD, dst, 0755)) && r != -EEXIST)
@@ -224,7 +330,7 @@ SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int s
 	case SB_OP_BIND_DEV: {
 		/* An empty regular file, made without opening it (mknod needs no privilege for
 		 * one, and like O_CREAT | O_EXCL it neither follows nor reuses what is there). */
-		if (!op->is_dir && (r = sb_sys4(SYS_mknodat, AT_FDCWD, dst, S_IFREG | 0644, 0)))
+		if (!made && !op->is_dir && (r = sb_sys4(SYS_mknodat, AT_FDCWD, dst, S_IFREG | 0644, 0)))
 			FAIL(r, "cannot create mount point", op->show);
 		if (tree) {
 			r = sb_sys5(SYS_move_mount, source_fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH);
@@ -284,14 +390,24 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 		trees = 0;
 	if (!trees)
 		open_sources(l, source_fds, 0);
+	long skeleton = -1;
+	if (trees && p->skeleton &&
+	    (skeleton = sb_sys3(SYS_open_tree, AT_FDCWD, p->skeleton, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0)
+		FAIL(skeleton, "cannot bind the root from", p->skeleton);
 	/* ...while files are created with the sandbox's ids: a file system of this user
 	 * namespace refuses to create inodes owned by an id it does not map (host root). */
 	sb_sys1(SYS_setfsgid, l->gid);
 	sb_sys1(SYS_setfsuid, l->uid);
 	if (sb_sys1(SYS_setfsgid, -1) != (long)l->gid || sb_sys1(SYS_setfsuid, -1) != (long)l->uid)
 		FAIL(-EPERM, "cannot switch file system ids", NULL);
-	if ((r = sb_sys5(SYS_mount, "tmpfs", p->scratch, "tmpfs", MS_NOSUID | MS_NODEV, l->root_opts)))
+	if (skeleton >= 0) {
+		if ((r = sb_sys5(SYS_move_mount, skeleton, "", AT_FDCWD, p->scratch, MOVE_MOUNT_F_EMPTY_PATH)))
+			FAIL(r, "cannot bind the root on", p->scratch);
+		sb_sys1(SYS_close, skeleton);
+	} else if ((r = sb_sys5(SYS_mount, "tmpfs", p->scratch, "tmpfs", MS_NOSUID | MS_NODEV,
+				l->root_opts))) {
 		FAIL(r, "cannot mount the root tmpfs on", p->scratch);
+	}
 	/* In the new root from here on: the entries are made relative to it, without walking to
 	 * it and across its mount point each time, and pivot_root takes ".". */
 	if ((r = sb_sys1(SYS_chdir, p->scratch)))
@@ -299,7 +415,7 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 
 	for (size_t i = 0; i < p->n_ops; i++)
 		if (!under_tmp(&p->ops[i]))
-			apply_op(l, &p->ops[i], source_fds[i], trees);
+			apply_op(l, &p->ops[i], source_fds[i], trees, skeleton >= 0);
 
 	if (l->use_mount_setattr) {
 		struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
@@ -332,7 +448,7 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 		const struct sb_op *op = &p->ops[i];
 		if (!under_tmp(op))
 			continue;
-		apply_op(l, op, source_fds[i], trees);
+		apply_op(l, op, source_fds[i], trees, 0);
 		if ((op->kind == SB_OP_BIND || op->kind == SB_OP_BIND_DEV) &&
 		    (r = remount_ro(op->dst, 0)))
 			FAIL(r, "cannot make read-only", op->show);

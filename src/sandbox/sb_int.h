@@ -73,6 +73,9 @@ struct sb_plan {
 	const char *scratch;  /* an existing host directory the new root is mounted on */
 	const char *tmp_dir;  /* scratch + "/tmp" */
 	const char *proc_dir; /* scratch + "/proc" */
+	/* A host directory holding the root's directories, links and mount points (all but those
+	 * under /tmp), which each sandbox binds as its root; NULL: each builds them in a tmpfs. */
+	const char *skeleton;
 	struct sb_op *ops;
 	size_t n_ops;
 	char **owned; /* every string above */
