@@ -12,7 +12,6 @@
 
 #include <linux/filter.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -100,11 +99,6 @@ struct sb_launch {
 	int use_mount_setattr;
 	int setgroups_allowed; /* the maps were written by a privileged spawner */
 	int cap_last_cap;
-	/* The spawner starts the child on another CPU than its own, so that the child's set-up
-	 * and the spawner's share of it (maps, cgroup) run side by side; once the maps are written
-	 * the child takes back the spawner's CPU mask, cpus. */
-	int restore_cpus;
-	cpu_set_t cpus;
 	uid_t uid;
 	gid_t gid;
 	const char *hostname;

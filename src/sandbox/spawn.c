@@ -320,11 +320,28 @@ int sb__self_pidfd(void)
 	return (int)syscall(SYS_pidfd_open, getpid(), 0);
 }
 
-/* A CPU of mask other than the one we run on, or -1. */
+/* Tasks running or ready to run on the whole machine (us included), or -1. */
+static int runnable_tasks(void)
+{
+	char buf[128];
+	ssize_t n = sb__read_file("/proc/loadavg", buf, sizeof buf);
+	const char *slash = n > 0 ? strchr(buf, '/') : NULL;
+	if (!slash)
+		return -1;
+	while (slash > buf && slash[-1] >= '0' && slash[-1] <= '9')
+		slash--;
+	return atoi(slash);
+}
+
+/* A CPU of mask other than the one we run on, or -1: none, or none is likely to be idle (a
+ * busy one would make us wait there for our share, and the child for us). */
 static int another_cpu(const cpu_set_t *mask)
 {
-	int self = sched_getcpu(), n = CPU_SETSIZE;
-	if (self < 0 || CPU_COUNT(mask) < 2)
+	int self = sched_getcpu(), n = CPU_SETSIZE, cpus = CPU_COUNT(mask);
+	if (self < 0 || cpus < 2)
+		return -1;
+	int running = runnable_tasks();
+	if (running < 1 || running >= cpus)
 		return -1;
 	for (int i = 1; i < n; i++)
 		if (CPU_ISSET((self + i) % n, mask))
@@ -459,11 +476,14 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 
 	/* The child is queued where we run, and a scheduler that packs tasks onto few CPUs leaves
 	 * it there until we block: after the clone we still write its maps and make its cgroup,
-	 * which it could be overlapping with its own set-up on another CPU. */
-	int other_cpu = -1;
-	if (!sched_getaffinity(0, sizeof l->cpus, &l->cpus))
-		other_cpu = another_cpu(&l->cpus);
-	l->restore_cpus = other_cpu >= 0;
+	 * which it could be overlapping with its own set-up. So we step aside to another CPU
+	 * for that and leave this one to the child. Moving ourselves rather than the child: the
+	 * child then runs where the scheduler put it, its CPU mask never changes, and if the
+	 * other CPU is busy only our short share waits there. */
+	cpu_set_t cpus;
+	int other_cpu = -1, moved = 0;
+	if (!sched_getaffinity(0, sizeof cpus, &cpus))
+		other_cpu = another_cpu(&cpus);
 
 	int pidfd = -1;
 	pid_t pid = -1;
@@ -493,7 +513,7 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 		cpu_set_t one;
 		CPU_ZERO(&one);
 		CPU_SET(other_cpu, &one);
-		sched_setaffinity(pid, sizeof one, &one);
+		moved = !sched_setaffinity(0, sizeof one, &one);
 	}
 	if ((rc = sb__write_id_maps(pid, l->uid, l->gid, host->root, err)))
 		fl_err_prefix(err, "sandbox step 'users' failed");
@@ -517,6 +537,8 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 		else if (rc)
 			fl_err_set(err, rc, "sandbox step 'spawn' failed: cannot release the child: %s", strerror(-rc));
 	}
+	if (moved)
+		sched_setaffinity(0, sizeof cpus, &cpus);
 	if (rc == SB__GONE) {
 		sb__cgroup_destroy(cg);
 	} else if (rc) {

@@ -13,7 +13,6 @@
 #include <linux/capability.h>
 #include <linux/securebits.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,17 +51,6 @@ SB_CHILD void sb__child_users(struct sb_launch *l)
 	/* No byte: the spawner failed or died before finishing the maps; it reports itself. */
 	if (n != 1)
 		sb__child_exit(126);
-	/* Placed by the spawner before the byte was sent: free to move again from here on, and the
-	 * payload must not inherit the placement. Should the mask have shrunk meanwhile (cpuset),
-	 * the kernel narrows a full one to what is allowed. */
-	if (l->restore_cpus &&
-	    sb_sys3(SYS_sched_setaffinity, 0, sizeof l->cpus, &l->cpus)) {
-		cpu_set_t all;
-		memset(&all, 0xff, sizeof all);
-		long r = sb_sys3(SYS_sched_setaffinity, 0, sizeof all, &all);
-		if (r)
-			sb__child_fail(l, SB_STEP_USERS, (int)-r, "cannot restore the CPU mask", NULL);
-	}
 	long r = sb_sys2(SYS_sethostname, l->hostname, strlen(l->hostname));
 	if (r)
 		sb__child_fail(l, SB_STEP_USERS, (int)-r, "cannot set the hostname", NULL);
