@@ -31,10 +31,40 @@
 
 static atomic_uint cgroup_seq;
 
+static const char *events_knob(const struct sb_cgroup *cg)
+{
+	return cg->version == 2 ? "memory.events" : "memory.oom_control";
+}
+
+static const char *peak_knob(const struct sb_cgroup *cg)
+{
+	return cg->version == 2 ? "memory.peak" : "memory.max_usage_in_bytes";
+}
+
+/* Reads a knob whole into buf (NUL-terminated) through fd, or by its path when fd < 0. Returns
+ * its length or -errno. */
+static ssize_t read_knob(const struct sb_cgroup *cg, int fd, const char *knob, char *buf, size_t size)
+{
+	if (fd < 0) {
+		char path[1024];
+		snprintf(path, sizeof path, "%s/%s", cg->path, knob);
+		return sb__read_file(path, buf, size);
+	}
+	ssize_t n;
+	while ((n = pread(fd, buf, size - 1, 0)) < 0 && errno == EINTR)
+		;
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return n;
+}
+
 void sb__cgroup_init(struct sb_cgroup *cg)
 {
 	memset(cg, 0, sizeof *cg);
 	cg->procs_fd = -1;
+	cg->events_fd = -1;
+	cg->peak_fd = -1;
 }
 
 static int write_knob(const char *dir, const char *knob, const char *value)
@@ -113,6 +143,10 @@ int sb__cgroup_create(const struct sb_host *host, const struct sb_limits *lim, p
 		rc = -errno;
 		goto fail;
 	}
+	snprintf(path, sizeof path, "%s/%s", cg->path, events_knob(cg));
+	cg->events_fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof path, "%s/%s", cg->path, peak_knob(cg));
+	cg->peak_fd = open(path, O_RDONLY | O_CLOEXEC);
 	cg->oom_kills_before = sb__cgroup_oom_kills(cg);
 	return 0;
 fail:
@@ -131,11 +165,14 @@ int sb__cgroup_place(const struct sb_cgroup *cg, pid_t pid)
 	return sb__write_fd(cg->procs_fd, value, (size_t)n);
 }
 
-static int read_i64(const char *dir, const char *knob, int64_t *out)
+int sb__cgroup_peak(const struct sb_cgroup *cg, int64_t *bytes)
 {
-	char path[1024], buf[64];
-	snprintf(path, sizeof path, "%s/%s", dir, knob);
-	ssize_t n = sb__read_file(path, buf, sizeof buf);
+	if (!cg->path)
+		return FL_EUNSUPPORTED;
+	char buf[64];
+	ssize_t n = read_knob(cg, cg->peak_fd, peak_knob(cg), buf, sizeof buf);
+	if (n == -ENOENT)
+		return FL_EUNSUPPORTED;
 	if (n < 0)
 		return (int)n;
 	char *end;
@@ -143,26 +180,16 @@ static int read_i64(const char *dir, const char *knob, int64_t *out)
 	long long v = strtoll(buf, &end, 10);
 	if (errno || end == buf)
 		return FL_EPROTO;
-	*out = v;
+	*bytes = v;
 	return 0;
-}
-
-int sb__cgroup_peak(const struct sb_cgroup *cg, int64_t *bytes)
-{
-	if (!cg->path)
-		return FL_EUNSUPPORTED;
-	int rc = read_i64(cg->path, cg->version == 2 ? "memory.peak" : "memory.max_usage_in_bytes", bytes);
-	return rc == -ENOENT ? FL_EUNSUPPORTED : rc;
 }
 
 int64_t sb__cgroup_oom_kills(const struct sb_cgroup *cg)
 {
 	if (!cg->path)
 		return -1;
-	char path[1024], buf[1024];
-	snprintf(path, sizeof path, "%s/%s", cg->path,
-		 cg->version == 2 ? "memory.events" : "memory.oom_control");
-	if (sb__read_file(path, buf, sizeof buf) < 0)
+	char buf[1024];
+	if (read_knob(cg, cg->events_fd, events_knob(cg), buf, sizeof buf) < 0)
 		return -1;
 	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
 		if (!strncmp(line, "oom_kill ", 9))
@@ -215,11 +242,20 @@ static int remove_dir(const char *dir, int version)
 	}
 }
 
+static void close_fds(struct sb_cgroup *cg)
+{
+	int *fds[] = { &cg->procs_fd, &cg->events_fd, &cg->peak_fd };
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+}
+
 int sb__cgroup_destroy(struct sb_cgroup *cg)
 {
 	int rc = 0;
-	if (cg->procs_fd >= 0)
-		close(cg->procs_fd);
+	close_fds(cg);
 	if (cg->path)
 		rc = remove_dir(cg->path, cg->version);
 	fl_free(cg->path);
@@ -249,8 +285,7 @@ void sb__cgroup_sweep(const char *parent_dir, int version)
 
 void sb__cgroup_forget(struct sb_cgroup *cg)
 {
-	if (cg->procs_fd >= 0)
-		close(cg->procs_fd);
+	close_fds(cg);
 	fl_free(cg->path);
 	sb__cgroup_init(cg);
 }

@@ -105,6 +105,10 @@ struct sb_cgroup {
 	char *path;    /* the cgroup directory */
 	int procs_fd;  /* cgroup.procs opened for writing by the spawner; else -1 */
 	int64_t oom_kills_before;
+	/* The OOM-kill count and the peak, opened when the cgroup is made so that reading them
+	 * once the sandbox has exited is one pread each; -1: read by path. */
+	int events_fd;
+	int peak_fd;
 };
 
 /* A running (or finished, not yet released) sandbox. pid and pidfd are for the caller to read;
