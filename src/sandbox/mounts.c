@@ -1,9 +1,11 @@
 /* Step "mounts": the sandbox's root file system. The spawner turns a struct sb_root into a plan
- * once (directories, bind mounts, device nodes, symlinks, all as absolute paths); the child then
- * only makes system calls: it mounts a small tmpfs on a scratch directory of the host, fills it
- * from the plan, makes the whole tree read-only, mounts a private /tmp and a fresh /proc, and
- * pivots into it. Everything happens in the child's own mount namespace, so nothing is left on
- * the host when it dies, however it dies. */
+ * once (directories, bind mounts, device nodes, symlinks, all as absolute paths), and makes the
+ * root's directories, links and mount points once in a host directory, the skeleton; the child
+ * then only makes system calls: it binds the skeleton (or, without one, a small tmpfs it fills
+ * from the plan) on a scratch directory of the host, binds the plan's files and directories
+ * onto it, makes the whole tree read-only, mounts a private /tmp and a fresh /proc, and pivots
+ * into it. All of that happens in the child's own mount namespace, so nothing of a sandbox is
+ * left on the host when it dies, however it dies. */
 #include "sandbox/sb_int.h"
 #include "sandbox/root.h"
 

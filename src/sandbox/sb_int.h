@@ -36,7 +36,8 @@ enum sb_step {
 	SB_STEP_SECCOMP, /* no_new_privs and the filter: last, it would deny the steps above */
 	SB_STEP_JOB,     /* a pre-started sandbox receives its job */
 	SB_STEP_EXEC,
-	SB_STEP_SPAWN, /* spawner-side failures (clone, maps, cgroup placement) */
+	SB_STEP_SPAWN, /* clone, the child's namespaces, and spawner-side failures (maps, cgroup
+			* placement) */
 };
 
 const char *sb__step_name(int step);
