@@ -1,10 +1,10 @@
 /* sb_spawn and the sandbox child. The spawner prepares a struct sb_launch, clones the child into
  * new user and PID namespaces (sharing its memory, as posix_spawn does, unless a zygote needs a
  * copy) and, while the child makes its other namespaces, writes its uid/gid maps and lets it
- * start; while the child builds its root, the spawner makes its cgroup and moves it there, and
- * the child waits for that before credentials, seccomp and exec. The child reports a failed step as {step, errno, detail} on a close-on-exec pipe; EOF on
- * that pipe means the payload was exec'd. Between clone and exec the child only makes raw system
- * calls (sb_sys.h). */
+ * start; while the child builds its root, the spawner makes its cgroup and moves it there, and the
+ * child waits for that before credentials, seccomp and exec. The child reports a failed step as
+ * {step, errno, detail} on a close-on-exec pipe; EOF on that pipe means the payload was exec'd.
+ * Between clone and exec the child only makes raw system calls (sb_sys.h). */
 #include "sandbox/sandbox.h"
 #include "sandbox/host.h"
 #include "sandbox/sb_int.h"
