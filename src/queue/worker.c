@@ -32,8 +32,8 @@
 #define COMPONENT "queue"
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 3000
-#define FINISH_ARGS 15      /* finish.lua's arguments per job */
-#define FINISH_REPEAT_ARG 13 /* the index of its "repeat" argument */
+#define FINISH_HEAD 6       /* finish.lua's arguments for the whole call */
+#define FINISH_ARGS 10      /* and for each job */
 #define FINISH_BATCH_MAX 32 /* jobs in one finish call */
 #define FINISH_CALLS_MAX 2  /* finish calls in flight at once */
 #define FINISH_SECOND_MIN 2 /* finishes that must be waiting before a second call goes out */
@@ -486,12 +486,12 @@ static void unload_job(struct bq_active *a)
 /* Sends a finish or retry script on conn until Redis answers, or none of its jobs is ours any
  * more. A failure that may pass (a dropped connection, a server still loading its data after a
  * restart) is retried with backoff; giving up would leave a job active under a lock nobody
- * renews, and the stalled check would hand it to a second run. After the first failure each
- * job's repeat argument (*repeat[i]) is set to "1": the script may have run without its reply
+ * renews, and the stalled check would hand it to a second run. After the first failure the
+ * call's repeat argument (*repeat) is set to "1": the script may have run without its reply
  * reaching us. */
 static int send_until_answered(struct bq_worker *w, struct bq_conn *conn, enum bq_script script,
 			       int argc, const char **av, int n_jobs, struct bq_active *const *jobs,
-			       const char **const *repeat, redisReply **reply)
+			       const char **repeat, redisReply **reply)
 {
 	int64_t backoff = 0;
 	for (;;) {
@@ -514,8 +514,7 @@ static int send_until_answered(struct bq_worker *w, struct bq_conn *conn, enum b
 			any_ours |= !atomic_load(&jobs[i]->lost);
 		if (!any_ours)
 			return rc; /* lost before they finished: the finish would be refused */
-		for (int i = 0; i < n_jobs; i++)
-			*repeat[i] = "1";
+		*repeat = "1";
 		backoff = next_backoff(backoff);
 		if (!pause_ms(w, backoff, true))
 			return rc;
@@ -526,21 +525,28 @@ static int send_until_answered(struct bq_worker *w, struct bq_conn *conn, enum b
 static void send_finishes(struct bq_worker *w, struct bq_conn *conn, struct fin_req **reqs,
 			  int n)
 {
-	const char *av[1 + FINISH_BATCH_MAX * FINISH_ARGS];
-	const char **repeat[FINISH_BATCH_MAX] = { 0 };
+	const char *av[FINISH_HEAD + FINISH_BATCH_MAX * FINISH_ARGS];
 	struct bq_active *jobs[FINISH_BATCH_MAX] = { 0 };
-	char count[8];
+	char count[8], now[24], lock_ms[16];
 	snprintf(count, sizeof(count), "%d", n);
+	/* One time for the whole call, kept when it is sent again: a repeat recognises its first
+	 * run by the finishedOn it wrote. */
+	snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
+	snprintf(lock_ms, sizeof(lock_ms), "%d", w->o.lock_duration_ms);
 	av[0] = count;
+	av[1] = now;
+	av[2] = lock_ms;
+	av[3] = w->worker_name;
+	av[4] = w->stopping ? "0" : "1"; /* fetch the next jobs */
+	av[5] = "0";                     /* not a repeat */
 	for (int i = 0; i < n; i++) {
-		memcpy(&av[1 + i * FINISH_ARGS], reqs[i]->av, FINISH_ARGS * sizeof(*av));
-		repeat[i] = &av[1 + i * FINISH_ARGS + FINISH_REPEAT_ARG];
+		memcpy(&av[FINISH_HEAD + i * FINISH_ARGS], reqs[i]->av, FINISH_ARGS * sizeof(*av));
 		jobs[i] = reqs[i]->a;
 	}
 	redisReply *r = NULL;
 	atomic_fetch_add(&w->n_finish_calls, 1);
-	int rc = send_until_answered(w, conn, BQ_LUA_FINISH, 1 + n * FINISH_ARGS, av, n, jobs,
-				     repeat, &r);
+	int rc = send_until_answered(w, conn, BQ_LUA_FINISH, FINISH_HEAD + n * FINISH_ARGS, av, n,
+				     jobs, &av[5], &r);
 	if (!rc && (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n)) {
 		fl_warn(COMPONENT, "queue '%s': the finish script answered %d jobs with a reply of "
 			"type %d", w->queue, n, r->type);
@@ -650,11 +656,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 	s->finishing = !lost;
 	pthread_mutex_unlock(&w->mu);
 
-	char now[24];
-	snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
 	bool completed = res.outcome == BQ_COMPLETED;
 	bool retry = res.outcome == BQ_FAILED && a->job.attempts_made + 1 < a->job.attempts;
-	bool fetch_next = !w->stopping;
 	redisReply *r = NULL;
 	int rc;
 	if (lost) {
@@ -663,7 +666,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		fl_warn(COMPONENT, "queue '%s' job '%s': outcome not recorded: the lock was lost",
 			w->queue, a->job.id);
 	} else if (retry) {
-		char delay[24], atm_after[16];
+		char now[24], delay[24], atm_after[16];
+		snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
 		snprintf(delay, sizeof(delay), "%" PRId64,
 			 bq_backoff_delay(a->backoff_type, a->backoff_delay_ms,
 					  a->job.attempts_made + 1));
@@ -671,8 +675,7 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		const char *av[9] = { a->job.id, a->token, now, delay,
 				      res.failed_reason ? res.failed_reason : "", "[]",
 				      a->lifo ? "1" : "0", "0", atm_after };
-		const char **repeat = &av[7];
-		rc = send_until_answered(w, &s->conn, BQ_LUA_RETRY, 9, av, 1, &a, &repeat, &r);
+		rc = send_until_answered(w, &s->conn, BQ_LUA_RETRY, 9, av, 1, &a, &av[7], &r);
 		if (!rc) {
 			if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
 				count_refusal(w, a->job.id, r->integer);
@@ -693,17 +696,15 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		bq_keep_resolve(completed ? &a->keep_complete : &a->keep_fail,
 				completed ? &w->o.remove_on_complete : &w->o.remove_on_fail, &count,
 				&age);
-		char cnt[24], agebuf[24], attempts[16], lock_ms[16], atm_after[16];
+		char cnt[24], agebuf[24], attempts[16], atm_after[16];
 		snprintf(cnt, sizeof(cnt), "%" PRId64, count);
 		snprintf(agebuf, sizeof(agebuf), "%" PRId64, age);
 		snprintf(attempts, sizeof(attempts), "%d", a->job.attempts);
-		snprintf(lock_ms, sizeof(lock_ms), "%d", w->o.lock_duration_ms);
 		snprintf(atm_after, sizeof(atm_after), "%d", a->job.attempts_made + 1);
 		new_token(w, next_token);
 		const char *av[FINISH_ARGS] = {
 			a->job.id,
 			a->token,
-			now,
 			completed ? "completed" : "failed",
 			completed ? (value ? value : "null")
 				  : (res.failed_reason ? res.failed_reason : ""),
@@ -711,11 +712,7 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 			cnt,
 			agebuf,
 			attempts,
-			fetch_next ? "1" : "0",
 			next_token,
-			lock_ms,
-			w->worker_name,
-			"0", /* not a repeat */
 			atm_after,
 		};
 		rc = finish_shared(s, av, &r);

@@ -595,7 +595,8 @@ static char *add(struct bq_queue *q, const char *data, const struct bq_job_opts 
 
 /* A job as fetch.lua replies with it: its id and ten fields (lib.lua, job_fields). */
 #define JOB_REPLY_LEN 11
-#define FINISH_ARGS 15
+#define FINISH_HEAD 6
+#define FINISH_ARGS 10
 
 /* fetch.lua with a token; returns the job id taken (heap) or NULL. */
 static char *fetch(struct raw *r, const char *token, bool repeat)
@@ -612,14 +613,22 @@ static char *fetch(struct raw *r, const char *token, bool repeat)
 	return id;
 }
 
-/* One job's arguments to finish.lua, completed with {"ok":1}, into av[FINISH_ARGS]. */
-static void finish_args(const char **av, const char *id, const char *token, const char *now,
-			const char *keep_count, const char *next_token, bool repeat)
+/* finish.lua's arguments for a call of n jobs, into av[FINISH_HEAD]; count holds n. */
+static void finish_head(const char **av, char count[8], int n, const char *now, bool take_next,
+			bool repeat)
 {
-	const char *a[FINISH_ARGS] = { id,	   token,	now,	     "completed", "{\"ok\":1}",
-				       "[]",	   keep_count, "-1",	     "0",
-				       next_token ? "1" : "0", next_token ? next_token : "",
-				       "30000", "test-worker", repeat ? "1" : "0", "1" };
+	snprintf(count, 8, "%d", n);
+	const char *a[FINISH_HEAD] = { count, now, "30000", "test-worker", take_next ? "1" : "0",
+				       repeat ? "1" : "0" };
+	memcpy(av, a, sizeof(a));
+}
+
+/* One job's arguments to finish.lua, completed with {"ok":1}, into av[FINISH_ARGS]. */
+static void finish_args(const char **av, const char *id, const char *token,
+			const char *keep_count, const char *next_token)
+{
+	const char *a[FINISH_ARGS] = { id,  token,	"completed", "{\"ok\":1}", "[]", keep_count,
+				       "-1", "0", next_token ? next_token : "", "1" };
 	memcpy(av, a, sizeof(a));
 }
 
@@ -643,9 +652,11 @@ static long long finish_result(const redisReply *item, char **next)
 static long long finish(struct raw *r, const char *id, const char *token, const char *now,
 			const char *keep_count, const char *next_token, bool repeat, char **next)
 {
-	const char *av[1 + FINISH_ARGS] = { "1" };
-	finish_args(av + 1, id, token, now, keep_count, next_token, repeat);
-	redisReply *reply = eval(r, BQ_LUA_FINISH, 1 + FINISH_ARGS, av);
+	const char *av[FINISH_HEAD + FINISH_ARGS];
+	char count[8];
+	finish_head(av, count, 1, now, next_token != NULL, repeat);
+	finish_args(av + FINISH_HEAD, id, token, keep_count, next_token);
+	redisReply *reply = eval(r, BQ_LUA_FINISH, FINISH_HEAD + FINISH_ARGS, av);
 	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
 	assert_int_equal(reply->elements, 1);
 	long long code = finish_result(reply->element[0], next);
@@ -996,11 +1007,13 @@ static void test_finish_batch(void **state)
 
 	char now[24];
 	snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
-	const char *av[1 + 3 * FINISH_ARGS] = { "3" };
-	finish_args(av + 1, a, "w:1", now, "-1", "w:3", false);
-	finish_args(av + 1 + FINISH_ARGS, b, "theirs:9", now, "-1", "w:4", false);
-	finish_args(av + 1 + 2 * FINISH_ARGS, b, "w:2", now, "-1", "w:5", false);
-	redisReply *reply = eval(&r, BQ_LUA_FINISH, 1 + 3 * FINISH_ARGS, av);
+	const char *av[FINISH_HEAD + 3 * FINISH_ARGS];
+	char count[8];
+	finish_head(av, count, 3, now, true, false);
+	finish_args(av + FINISH_HEAD, a, "w:1", "-1", "w:3");
+	finish_args(av + FINISH_HEAD + FINISH_ARGS, b, "theirs:9", "-1", "w:4");
+	finish_args(av + FINISH_HEAD + 2 * FINISH_ARGS, b, "w:2", "-1", "w:5");
+	redisReply *reply = eval(&r, BQ_LUA_FINISH, FINISH_HEAD + 3 * FINISH_ARGS, av);
 	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
 	assert_int_equal(reply->elements, 3);
 	char *next[3];
