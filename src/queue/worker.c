@@ -1,6 +1,7 @@
 /* The consumer side of the queue. Threads and what they own:
  *   slot i       its own connection; fetches, runs the processor, finishes with fetch-next in
- *                one script, so that a busy slot never waits on the marker;
+ *                one script, so that a busy slot never waits on the marker; slots finishing at
+ *                once share that call (finish_shared), sent by one of them;
  *   waiter       the blocking connection: BZPOPMIN on the marker while some slot is idle, and
  *                hands out "turns" to idle slots (a popped ready marker, a timeout, a due time);
  *   maintenance  renews every lock in flight in one call per tick and runs the stalled check.
