@@ -122,6 +122,7 @@ struct sb_child {
 	int state; /* 0: released/empty, 1: running, 2: reaped */
 	int killed; /* sb_child_kill sent SIGKILL */
 	int cpu_seconds;
+	int mntns_fd; /* its mount namespace, held until release; -1: none */
 	struct sb_exit exit;
 	struct sb_cgroup cgroup;
 };

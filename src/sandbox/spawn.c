@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -36,6 +37,9 @@
 
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef PIDFD_GET_MNT_NAMESPACE
+#define PIDFD_GET_MNT_NAMESPACE _IO(0xFF, 3)
 #endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -617,6 +621,21 @@ void sb__reap(int pidfd)
 	close(pidfd);
 }
 
+/* The mount namespace of a sandbox that has just exec'd, or -1. Its last process would otherwise
+ * tear it down (unmount the root, /tmp and /proc, and wait for an RCU grace period) in its exit,
+ * before we are told: held, that happens in sb_child_release instead, off the job's path. The
+ * payload may be gone already; then there is nothing to hold. The pid is ours until reaped. */
+static int hold_mntns(pid_t pid, int pidfd)
+{
+	int fd = ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE, 0);
+	if (fd < 0 && (errno == ENOTTY || errno == EINVAL)) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	return fd;
+}
+
 int sb__spawn_finish(const struct sb_opts *opts, struct sb_cgroup *cg, struct sb_ctx *ctx,
 		     pid_t pid, int pidfd, int report_fd, int gone, struct sb_child *child,
 		     struct fl_err *err)
@@ -637,6 +656,7 @@ int sb__spawn_finish(const struct sb_opts *opts, struct sb_cgroup *cg, struct sb
 	memset(child, 0, sizeof *child);
 	child->pid = pid;
 	child->pidfd = pidfd;
+	child->mntns_fd = hold_mntns(pid, pidfd);
 	child->state = 1;
 	child->cpu_seconds = opts->limits.cpu_seconds;
 	child->cgroup = *cg;
@@ -799,9 +819,13 @@ void sb_child_release(struct sb_child *child)
 		sb_child_wait(child, -1, NULL);
 	}
 	if (child->state != 0) {
+		/* First: the sandbox's /tmp is charged to its cgroup. */
+		if (child->mntns_fd >= 0)
+			close(child->mntns_fd);
 		sb__cgroup_destroy(&child->cgroup);
 		close(child->pidfd);
 	}
 	memset(child, 0, sizeof *child);
 	child->pidfd = -1;
+	child->mntns_fd = -1;
 }
