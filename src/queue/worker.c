@@ -36,8 +36,7 @@
 #define FINISH_HEAD 6       /* finish.lua's arguments for the whole call */
 #define FINISH_ARGS 10      /* and for each job */
 #define FINISH_BATCH_MAX 32 /* jobs in one finish call */
-#define FINISH_CALLS_MAX 2  /* finish calls in flight at once */
-#define FINISH_SECOND_MIN 2 /* finishes that must be waiting before a second call goes out */
+#define FINISH_CALLS_MAX 2  /* finish calls in flight at once; the second waits for two jobs */
 
 struct bq_slot;
 
@@ -109,7 +108,6 @@ struct bq_worker {
 	pthread_cond_t cv_fin;    /* finishes wait here for their call to come back */
 	struct fin_req *fin_head, **fin_tail;
 	int fin_calls;            /* shared finish calls in flight */
-	int fin_waiting;          /* requests queued and not yet sent */
 };
 
 void bq_worker_opts_init(struct bq_worker_opts *o)
@@ -574,10 +572,10 @@ static int finish_shared(struct bq_slot *s, const char **av, redisReply **reply)
 	pthread_mutex_lock(&w->fin_mu);
 	*w->fin_tail = &req;
 	w->fin_tail = &req.next;
-	w->fin_waiting++;
 	while (!req.done) {
+		/* nothing queued, or a call is out and a second one would carry a single job */
 		if (!w->fin_head || w->fin_calls >= FINISH_CALLS_MAX ||
-		    (w->fin_calls > 0 && w->fin_waiting < FINISH_SECOND_MIN)) {
+		    (w->fin_calls > 0 && !w->fin_head->next)) {
 			pthread_cond_wait(&w->cv_fin, &w->fin_mu);
 			continue;
 		}
@@ -589,7 +587,6 @@ static int finish_shared(struct bq_slot *s, const char **av, redisReply **reply)
 		}
 		if (!w->fin_head)
 			w->fin_tail = &w->fin_head;
-		w->fin_waiting -= n;
 		w->fin_calls++;
 		pthread_mutex_unlock(&w->fin_mu);
 		send_finishes(w, &s->conn, batch, n);
