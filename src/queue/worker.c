@@ -656,6 +656,8 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 
 	bool completed = res.outcome == BQ_COMPLETED;
 	bool retry = res.outcome == BQ_FAILED && a->job.attempts_made + 1 < a->job.attempts;
+	char atm_after[16]; /* attempts made, this one included: what either script records */
+	snprintf(atm_after, sizeof(atm_after), "%d", a->job.attempts_made + 1);
 	redisReply *r = NULL;
 	int rc;
 	if (lost) {
@@ -664,12 +666,11 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		fl_warn(COMPONENT, "queue '%s' job '%s': outcome not recorded: the lock was lost",
 			w->queue, a->job.id);
 	} else if (retry) {
-		char now[24], delay[24], atm_after[16];
+		char now[24], delay[24];
 		snprintf(now, sizeof(now), "%" PRId64, fl_now_ms());
 		snprintf(delay, sizeof(delay), "%" PRId64,
 			 bq_backoff_delay(a->backoff_type, a->backoff_delay_ms,
 					  a->job.attempts_made + 1));
-		snprintf(atm_after, sizeof(atm_after), "%d", a->job.attempts_made + 1);
 		const char *av[9] = { a->job.id, a->token, now, delay,
 				      res.failed_reason ? res.failed_reason : "", "[]",
 				      a->lifo ? "1" : "0", "0", atm_after };
@@ -694,11 +695,10 @@ static void run_job(struct bq_slot *s, const struct fetched *f, const char *toke
 		bq_keep_resolve(completed ? &a->keep_complete : &a->keep_fail,
 				completed ? &w->o.remove_on_complete : &w->o.remove_on_fail, &count,
 				&age);
-		char cnt[24], agebuf[24], attempts[16], atm_after[16];
+		char cnt[24], agebuf[24], attempts[16];
 		snprintf(cnt, sizeof(cnt), "%" PRId64, count);
 		snprintf(agebuf, sizeof(agebuf), "%" PRId64, age);
 		snprintf(attempts, sizeof(attempts), "%d", a->job.attempts);
-		snprintf(atm_after, sizeof(atm_after), "%d", a->job.attempts_made + 1);
 		new_token(w, next_token);
 		const char *av[FINISH_ARGS] = {
 			a->job.id,
