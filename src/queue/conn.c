@@ -481,7 +481,9 @@ int bq_conn_eval(struct bq_conn *c, enum bq_script s, const char *key_prefix, in
 	*reply = NULL;
 	/* FCALL and name or EVALSHA and sha, numkeys and the key prefix come before the script's own
 	 * arguments */
-	enum { HEAD = 4, STACK_ARGS = 24 };
+	/* STACK_ARGS holds a worker's biggest call, a shared finish of 32 jobs (326 arguments):
+	 * the hot calls need no allocation */
+	enum { HEAD = 4, STACK_ARGS = 336 };
 	const char *stack_av[STACK_ARGS];
 	size_t stack_al[STACK_ARGS];
 	bool on_stack = argc + HEAD <= STACK_ARGS;
