@@ -173,7 +173,7 @@ static void new_token(struct bq_worker *w, char out[64])
 	snprintf(out, 64, "%s:%" PRIu64, w->token_base, n);
 }
 
-/* A fetched job as the scripts reply with it (lib.lua, job_fields): its id, then these fields of
+/* A fetched job as the scripts reply with it (lib.lua, job_reply): its id, then these fields of
  * its hash, each a string or nil. */
 enum job_field {
 	JF_NAME = 1,

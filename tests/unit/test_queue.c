@@ -593,7 +593,7 @@ static char *add(struct bq_queue *q, const char *data, const struct bq_job_opts 
 	return id;
 }
 
-/* A job as fetch.lua replies with it: its id and ten fields (lib.lua, job_fields). */
+/* A job as fetch.lua replies with it: its id and ten fields (lib.lua, job_reply). */
 #define JOB_REPLY_LEN 11
 #define FINISH_HEAD 6
 #define FINISH_ARGS 10

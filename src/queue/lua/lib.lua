@@ -98,7 +98,8 @@ local function enqueue(id, priority, lifo, stopped, paused)
 end
 
 local function promote_delayed(now, stopped, paused)
-  local ids = rcall("ZRANGEBYSCORE", P .. "delayed", "0", (now + 1) * 0x1000 - 1, "LIMIT", "0", "1000")
+  local ids = rcall("ZRANGEBYSCORE", P .. "delayed", "0", (now + 1) * 0x1000 - 1, "LIMIT", "0",
+                    "1000")
   if #ids == 0 then return end
   rcall("ZREM", P .. "delayed", unpack(ids))
   for _, id in ipairs(ids) do
@@ -116,20 +117,20 @@ local function remove_job(id)
         k .. ":failed", k .. ":unsuccessful")
 end
 
--- The fields of a job that the worker reads, in the order of its replies (worker.c, enum
--- job_field): a fetched job is {id, name, data, opts, defa, atm, ats, stc, priority, timestamp,
--- processedOn}, with false for a field the hash lacks. The second result tells whether the hash
--- has any of them: a job's always does.
-local function job_fields(k)
-  local f = rcall("HMGET", k, "name", "data", "opts", "defa", "atm", "ats", "stc", "priority",
-                  "timestamp", "processedOn")
-  for i = 1, 10 do
+-- A job as the worker reads it (worker.c, enum job_field): {id, name, data, opts, defa, atm,
+-- ats, stc, priority, timestamp, processedOn}, with false for a field the hash lacks. The second
+-- result tells whether the hash has any of them: a job's always does.
+local function job_reply(id)
+  local f = rcall("HMGET", P .. id, "name", "data", "opts", "defa", "atm", "ats", "stc",
+                  "priority", "timestamp", "processedOn")
+  table.insert(f, 1, id)
+  for i = 2, 11 do
     if f[i] then return f, true end
   end
   return f, false
 end
 
--- Moves the next job to `active` under our lock. Returns {id, job_fields} or, when there is
+-- Moves the next job to `active` under our lock. Returns job_reply or, when there is
 -- nothing to do, {false, next delayed due time or 0, rate-limit ttl or 0}. now is the caller's
 -- ARGV text. Delayed jobs are promoted by the first fetch of a script's call only: within one
 -- call the clock does not move. The caller wakes other workers (wake_if_more) once it is done.
@@ -163,7 +164,7 @@ local function fetch(now, token, lock_ms, worker_name)
     -- skip BullMQ 4 markers and ids whose job hash is gone
     if string.sub(id, 1, 2) ~= "0:" then
       local found
-      f, found = job_fields(P .. id)
+      f, found = job_reply(id)
       if found then break end
     end
     rcall("LREM", P .. "active", "-1", id)
@@ -174,15 +175,14 @@ local function fetch(now, token, lock_ms, worker_name)
   local k = P .. id
   rcall("SET", k .. ":lock", token, "PX", lock_ms)
   -- the fields were read before these writes: the reply gets them too
-  local ats = tostring((tonumber(f[6]) or 0) + 1)
-  f[6], f[10] = ats, now
+  local ats = tostring((tonumber(f[7]) or 0) + 1)
+  f[7], f[11] = ats, now
   if worker_name ~= "" then
     rcall("HSET", k, "processedOn", now, "ats", ats, "pb", worker_name)
   else
     rcall("HSET", k, "processedOn", now, "ats", ats)
   end
   emit("active", "jobId", id, "prev", "waiting")
-  table.insert(f, 1, id)
   return f
 end
 
@@ -194,14 +194,12 @@ local function wake_if_more()
 end
 
 -- After a reply was lost (the connection dropped, or Redis restarted between running a script
--- and answering), finds the job that the earlier call took under `token`: as fetch() returns it, or
--- nil. A scan of `active`, paid only on that rare path; tokens are unique, so a match is ours.
+-- and answering), finds the job that the earlier call took under `token`: its job_reply, or nil.
+-- A scan of `active`, paid only on that rare path; tokens are unique, so a match is ours.
 local function recover(token)
   for _, id in ipairs(rcall("LRANGE", P .. "active", 0, -1)) do
     if rcall("GET", P .. id .. ":lock") == token then
-      local f = job_fields(P .. id)
-      table.insert(f, 1, id)
-      return f
+      return (job_reply(id))
     end
   end
   return nil
