@@ -56,9 +56,14 @@ struct wk_hist {
 	atomic_ullong count;
 };
 
+static const int64_t *hist_bounds(const struct wk_hist *h)
+{
+	return h->bounds ? h->bounds : hist_bounds_us;
+}
+
 static void hist_add(struct wk_hist *h, int64_t us)
 {
-	const int64_t *bounds = h->bounds ? h->bounds : hist_bounds_us;
+	const int64_t *bounds = hist_bounds(h);
 	int i = 0;
 	while (i < WK_HIST_BUCKETS && us > bounds[i])
 		i++;
@@ -71,7 +76,7 @@ static void hist_print(struct fl_buf *out, const char *name, const char *help,
 		       const struct wk_hist *h)
 {
 	fl_buf_addf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-	const int64_t *bounds = h->bounds ? h->bounds : hist_bounds_us;
+	const int64_t *bounds = hist_bounds(h);
 	unsigned long long cum = 0;
 	for (int i = 0; i <= WK_HIST_BUCKETS; i++) {
 		cum += atomic_load(&h->bucket[i]);
