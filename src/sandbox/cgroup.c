@@ -41,6 +41,14 @@ static const char *peak_knob(const struct sb_cgroup *cg)
 	return cg->version == 2 ? "memory.peak" : "memory.max_usage_in_bytes";
 }
 
+/* Opens one of the cgroup's knobs; -1 with errno on failure. */
+static int open_knob(const struct sb_cgroup *cg, const char *knob, int flags)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", cg->path, knob);
+	return open(path, flags | O_CLOEXEC);
+}
+
 /* Reads a knob whole into buf (NUL-terminated) through fd, or by its path when fd < 0. Returns
  * its length or -errno. */
 static ssize_t read_knob(const struct sb_cgroup *cg, int fd, const char *knob, char *buf, size_t size)
@@ -135,18 +143,14 @@ int sb__cgroup_create(const struct sb_host *host, const struct sb_limits *lim, p
 	 * cgroup.procs takes that lock and waits for an RCU grace period, milliseconds when other
 	 * namespaces are being torn down. v2 has no such door (its fast way is CLONE_INTO_CGROUP):
 	 * there the spawner moves it. */
-	char path[1024];
 	knob = cg->version == 1 ? "tasks" : "cgroup.procs";
-	snprintf(path, sizeof path, "%s/%s", cg->path, knob);
-	cg->procs_fd = open(path, O_WRONLY | O_CLOEXEC);
+	cg->procs_fd = open_knob(cg, knob, O_WRONLY);
 	if (cg->procs_fd < 0) {
 		rc = -errno;
 		goto fail;
 	}
-	snprintf(path, sizeof path, "%s/%s", cg->path, events_knob(cg));
-	cg->events_fd = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof path, "%s/%s", cg->path, peak_knob(cg));
-	cg->peak_fd = open(path, O_RDONLY | O_CLOEXEC);
+	cg->events_fd = open_knob(cg, events_knob(cg), O_RDONLY);
+	cg->peak_fd = open_knob(cg, peak_knob(cg), O_RDONLY);
 	cg->oom_kills_before = sb__cgroup_oom_kills(cg);
 	return 0;
 fail:
