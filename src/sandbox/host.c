@@ -290,6 +290,8 @@ static int trial_sandbox(struct sb_host *h, unsigned flags, char *why, size_t wh
 	const struct sb_plan *plan;
 	int report[2] = { -1, -1 };
 	int rc = sb__root_plan(root, &plan, &err);
+	if (!rc && plan->tree < 0)
+		h->mount_tree = 0;
 	if (!rc && pipe2(report, O_CLOEXEC))
 		rc = fl_err_set(&err, -errno, "pipe: %s", strerror(errno));
 	if (!rc) {
@@ -385,10 +387,20 @@ int sb_host_probe(struct sb_host *h, unsigned flags, struct fl_err *err)
 	else if (flags & SB_PROBE_NO_TRIAL)
 		h->sandbox = 1;
 	else {
-		/* The trial goes through the real spawn path, which refuses until this is set. */
+		/* The trial goes through the real spawn path, which refuses until this is set. A
+		 * root copied from a tree is tried first: where the kernel takes the copy but not
+		 * its move into the sandbox, sandboxes bind their roots themselves. */
 		h->sandbox = 1;
-		if (trial_sandbox(h, 0, h->sandbox_why, sizeof h->sandbox_why))
+		h->mount_tree = 1;
+		int failed = trial_sandbox(h, 0, h->sandbox_why, sizeof h->sandbox_why);
+		if (failed && h->mount_tree) {
+			h->mount_tree = 0;
+			failed = trial_sandbox(h, 0, h->sandbox_why, sizeof h->sandbox_why);
+		}
+		if (failed)
 			h->sandbox = 0;
+		else
+			h->sandbox_why[0] = '\0';
 		if (h->sandbox && h->netns) {
 			char why[sizeof h->netns_why];
 			if (trial_sandbox(h, SB_NET, why, sizeof why)) {
@@ -452,6 +464,7 @@ json_t *sb_host_json(const struct sb_host *h)
 	json_object_set_new(o, "memoryPeak", json_boolean(h->memory_peak));
 	json_object_set_new(o, "oomCount", json_boolean(h->oom_count));
 	json_object_set_new(o, "mountSetattr", json_boolean(h->mount_setattr));
+	json_object_set_new(o, "mountTree", json_boolean(h->mount_tree));
 	json_object_set_new(o, "sandbox", json_boolean(h->sandbox));
 	json_t *why = json_object();
 	if (h->userns_why[0])

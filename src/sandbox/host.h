@@ -17,6 +17,8 @@ struct sb_host {
 	int sandbox;       /* a whole sandbox ran here: every setup step, then a payload */
 	int seccomp;       /* seccomp filters can be loaded */
 	int mount_setattr; /* recursive read-only in one call (Linux 5.12); else per-mount remounts */
+	int mount_tree;    /* a sandbox's root is a copy of one built once per root (a root worker,
+			    * Linux 6.15); else each sandbox binds its root's sources itself */
 	int cgroup;        /* 0: no usable cgroup, 1: v1 memory hierarchy, 2: v2 */
 	int cgroup_pids;   /* v2: the pids controller is enabled for sandboxes */
 	int memory_peak;   /* the cgroup records peak usage (v2 memory.peak, v1 max_usage_in_bytes) */

@@ -182,9 +182,50 @@ static void skeleton_build(struct sb_plan *p)
 		remove_tree(path);
 }
 
+/* Makes p's tree from its skeleton, or leaves p->tree at -1: done as the child would do it
+ * (sources cloned without the mounts below them, the whole tree read-only, device nodes
+ * usable), but once. Private: nothing mounted later on the host shows up in a sandbox. The
+ * kernel checks that a copy of a detached tree can be made (Linux 6.15 and later) and the
+ * spawner's right to mount (a root worker) for us. */
+static void tree_build(struct sb_plan *p)
+{
+	if (!p->skeleton)
+		return;
+	/* Each mount gets its attributes before it joins the tree: the kernel changes the
+	 * mounts inside a detached tree only all at once. */
+	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+				 .propagation = MS_PRIVATE };
+	struct mount_attr dev = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
+				  .attr_clr = MOUNT_ATTR_NODEV, .propagation = MS_PRIVATE };
+	int t = (int)syscall(SYS_open_tree, AT_FDCWD, p->skeleton, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	int ok = t >= 0 && !syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH, &ro, sizeof ro);
+	for (size_t i = 0; ok && i < p->n_ops; i++) {
+		const struct sb_op *op = &p->ops[i];
+		if ((op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV) || under_tmp(op))
+			continue;
+		const struct mount_attr *a = op->kind == SB_OP_BIND_DEV ? &dev : &ro;
+		int s = (int)syscall(SYS_open_tree, AT_FDCWD, op->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		ok = s >= 0 && !syscall(SYS_mount_setattr, s, "", AT_EMPTY_PATH, a, sizeof *a) &&
+		     !syscall(SYS_move_mount, s, "", t, op->show + 1, MOVE_MOUNT_F_EMPTY_PATH);
+		if (s >= 0)
+			close(s);
+	}
+	if (ok) {
+		int copy = (int)syscall(SYS_open_tree, t, "", SB_TREE_COPY);
+		ok = copy >= 0;
+		if (ok)
+			close(copy);
+	}
+	if (ok)
+		p->tree = t;
+	else if (t >= 0)
+		close(t);
+}
+
 int sb__plan_build(const struct sb_root *root, struct sb_plan **out, struct fl_err *err)
 {
 	struct sb_plan *p = fl_calloc(1, sizeof *p);
+	p->tree = -1;
 	/* The scratch directory must not hide a bind source: sources are looked up after the
 	 * new root is mounted over it. */
 	for (size_t i = 0; i < sizeof scratch_candidates / sizeof scratch_candidates[0] && !p->scratch; i++) {
@@ -245,6 +286,7 @@ int sb__plan_build(const struct sb_root *root, struct sb_plan **out, struct fl_e
 		return fl_err_set(err, FL_ELIMIT, "the sandbox root has more than %d entries", SB_MAX_BINDS);
 	}
 	skeleton_build(p);
+	tree_build(p);
 	*out = p;
 	return 0;
 }
@@ -253,6 +295,8 @@ void sb__plan_free(struct sb_plan *p)
 {
 	if (!p)
 		return;
+	if (p->tree >= 0)
+		close(p->tree);
 	if (p->skeleton)
 		remove_tree(p->skeleton);
 	for (size_t i = 0; i < p->n_owned; i++)
@@ -360,13 +404,15 @@ SB_CHILD static long open_sources(struct sb_launch *l, int *fds, int trees)
 	const struct sb_plan *p = l->plan;
 	for (size_t i = 0; i < p->n_ops; i++) {
 		const struct sb_op *op = &p->ops[i];
-		if (op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV)
+		if ((op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV) ||
+		    (l->root_fd >= 0 && !under_tmp(op)))
 			continue;
 		long r = trees ? sb_sys3(SYS_open_tree, AT_FDCWD, op->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
 			       : sb_sys4(SYS_openat, AT_FDCWD, op->src, O_PATH | O_CLOEXEC, 0);
 		if (trees && (r == -ENOSYS || r == -EPERM)) {
 			for (size_t j = 0; j < i; j++)
-				if (p->ops[j].kind == SB_OP_BIND || p->ops[j].kind == SB_OP_BIND_DEV)
+				if ((p->ops[j].kind == SB_OP_BIND || p->ops[j].kind == SB_OP_BIND_DEV) &&
+				    (l->root_fd < 0 || under_tmp(&p->ops[j])))
 					sb_sys1(SYS_close, fds[j]);
 			return r;
 		}
@@ -377,48 +423,11 @@ SB_CHILD static long open_sources(struct sb_launch *l, int *fds, int trees)
 	return 0;
 }
 
-SB_CHILD void sb__child_mounts(struct sb_launch *l)
+/* The read-only pass over a root the child bound itself. */
+SB_CHILD static void make_read_only(struct sb_launch *l)
 {
 	const struct sb_plan *p = l->plan;
 	long r;
-	/* Private first: nothing mounted below may propagate to the host. */
-	if ((r = sb_sys5(SYS_mount, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)))
-		FAIL(r, "cannot make the mount tree private", NULL);
-	/* Sources are opened with the spawner's host ids, so that a binary under a directory
-	 * only its owner may search can still be bound... */
-	int source_fds[SB_MAX_BINDS];
-	int trees = l->use_mount_setattr;
-	if (trees && open_sources(l, source_fds, 1))
-		trees = 0;
-	if (!trees)
-		open_sources(l, source_fds, 0);
-	long skeleton = -1;
-	if (trees && p->skeleton &&
-	    (skeleton = sb_sys3(SYS_open_tree, AT_FDCWD, p->skeleton, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0)
-		FAIL(skeleton, "cannot bind the root from", p->skeleton);
-	/* ...while files are created with the sandbox's ids: a file system of this user
-	 * namespace refuses to create inodes owned by an id it does not map (host root). */
-	sb_sys1(SYS_setfsgid, l->gid);
-	sb_sys1(SYS_setfsuid, l->uid);
-	if (sb_sys1(SYS_setfsgid, -1) != (long)l->gid || sb_sys1(SYS_setfsuid, -1) != (long)l->uid)
-		FAIL(-EPERM, "cannot switch file system ids", NULL);
-	if (skeleton >= 0) {
-		if ((r = sb_sys5(SYS_move_mount, skeleton, "", AT_FDCWD, p->scratch, MOVE_MOUNT_F_EMPTY_PATH)))
-			FAIL(r, "cannot bind the root on", p->scratch);
-		sb_sys1(SYS_close, skeleton);
-	} else if ((r = sb_sys5(SYS_mount, "tmpfs", p->scratch, "tmpfs", MS_NOSUID | MS_NODEV,
-				l->root_opts))) {
-		FAIL(r, "cannot mount the root tmpfs on", p->scratch);
-	}
-	/* In the new root from here on: the entries are made relative to it, without walking to
-	 * it and across its mount point each time, and pivot_root takes ".". */
-	if ((r = sb_sys1(SYS_chdir, p->scratch)))
-		FAIL(r, "cannot enter", p->scratch);
-
-	for (size_t i = 0; i < p->n_ops; i++)
-		if (!under_tmp(&p->ops[i]))
-			apply_op(l, &p->ops[i], source_fds[i], trees, skeleton >= 0);
-
 	if (l->use_mount_setattr) {
 		struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
 		if ((r = sb_sys5(SYS_mount_setattr, AT_FDCWD, p->scratch, AT_RECURSIVE, &ro, sizeof ro)))
@@ -440,6 +449,55 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 		}
 		if ((r = remount_ro(p->scratch, 0)))
 			FAIL(r, "cannot make the root read-only", NULL);
+	}
+}
+
+SB_CHILD void sb__child_mounts(struct sb_launch *l)
+{
+	const struct sb_plan *p = l->plan;
+	long r;
+	/* Private first: nothing mounted below may propagate to the host. */
+	if ((r = sb_sys5(SYS_mount, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)))
+		FAIL(r, "cannot make the mount tree private", NULL);
+	/* Sources are opened with the spawner's host ids, so that a binary under a directory
+	 * only its owner may search can still be bound... */
+	int source_fds[SB_MAX_BINDS];
+	int trees = l->use_mount_setattr;
+	if (trees && open_sources(l, source_fds, 1))
+		trees = 0;
+	if (!trees)
+		open_sources(l, source_fds, 0);
+	long skeleton = -1;
+	if (l->root_fd >= 0)
+		skeleton = l->root_fd;
+	else if (trees && p->skeleton &&
+	    (skeleton = sb_sys3(SYS_open_tree, AT_FDCWD, p->skeleton, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0)
+		FAIL(skeleton, "cannot bind the root from", p->skeleton);
+	/* ...while files are created with the sandbox's ids: a file system of this user
+	 * namespace refuses to create inodes owned by an id it does not map (host root). */
+	sb_sys1(SYS_setfsgid, l->gid);
+	sb_sys1(SYS_setfsuid, l->uid);
+	if (sb_sys1(SYS_setfsgid, -1) != (long)l->gid || sb_sys1(SYS_setfsuid, -1) != (long)l->uid)
+		FAIL(-EPERM, "cannot switch file system ids", NULL);
+	if (skeleton >= 0) {
+		if ((r = sb_sys5(SYS_move_mount, skeleton, "", AT_FDCWD, p->scratch, MOVE_MOUNT_F_EMPTY_PATH)))
+			FAIL(r, "cannot bind the root on", p->scratch);
+		sb_sys1(SYS_close, skeleton);
+	} else if ((r = sb_sys5(SYS_mount, "tmpfs", p->scratch, "tmpfs", MS_NOSUID | MS_NODEV,
+				l->root_opts))) {
+		FAIL(r, "cannot mount the root tmpfs on", p->scratch);
+	}
+	/* In the new root from here on: the entries are made relative to it, without walking to
+	 * it and across its mount point each time, and pivot_root takes ".". */
+	if ((r = sb_sys1(SYS_chdir, p->scratch)))
+		FAIL(r, "cannot enter", p->scratch);
+
+	/* A copy of the plan's tree comes with its binds, read-only. */
+	if (l->root_fd < 0) {
+		for (size_t i = 0; i < p->n_ops; i++)
+			if (!under_tmp(&p->ops[i]))
+				apply_op(l, &p->ops[i], source_fds[i], trees, skeleton >= 0);
+		make_read_only(l);
 	}
 
 	/* After the read-only pass, which would otherwise catch them too. */

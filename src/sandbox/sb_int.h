@@ -10,9 +10,11 @@
 
 #include "sandbox/sandbox.h"
 
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -76,11 +78,19 @@ struct sb_plan {
 	/* A host directory holding the root's directories, links and mount points (all but those
 	 * under /tmp), which each sandbox binds as its root; NULL: each builds them in a tmpfs. */
 	const char *skeleton;
+	/* The whole read-only root, built once from the skeleton and the binds as a detached
+	 * mount tree (a privileged spawner on Linux 6.15 or later, which can copy a detached
+	 * tree): each sandbox gets a copy and moves it into place in one step. -1: each sandbox
+	 * binds the skeleton and the plan's sources itself. */
+	int tree;
 	struct sb_op *ops;
 	size_t n_ops;
 	char **owned; /* every string above */
 	size_t n_owned;
 };
+
+/* open_tree flags for a sandbox's copy of a plan's tree. */
+#define SB_TREE_COPY (OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH)
 
 struct sb_rlimit {
 	int resource;
@@ -98,6 +108,7 @@ struct sb_launch {
 	ino_t host_netns_ino;
 	dev_t host_netns_dev;
 	int use_mount_setattr;
+	int root_fd;         /* a copy of the plan's tree for this sandbox, or -1 */
 	int setgroups_allowed; /* the maps were written by a privileged spawner */
 	int cap_last_cap;
 	uid_t uid;

@@ -150,6 +150,9 @@ def test_probe_modes(tmp, listener, host_addr):
              "--cpus", str(len(os.sched_getaffinity(0)))]
     modes = [
         ("SANDBOX_PROCESS", [], ESCAPE, probe),
+        ("SANDBOX_PROCESS, root bound by the sandbox", ["--no-mount-tree"], ESCAPE, probe),
+        ("SANDBOX_PROCESS pre-started, root bound by the sandbox", ["--prestart", "--no-mount-tree"],
+         ESCAPE, probe),
         ("SANDBOX_PROCESS+STRICT", ["--net", "--deny-inet"], ESCAPE, probe),
         ("SANDBOX_PROCESS via zygote exec", ["--zygote", ZYGOTE], ESCAPE, probe),
         ("SANDBOX_PROCESS via zygote entry", ["--zygote-entry", ZYGOTE, "--exec", ZYGOTE], "sb_escape", probe),

@@ -23,7 +23,9 @@
  *   --repeat N             run N sandboxes one after the other; report leaks
  *   --pid-file F           write "SANDBOX_PID ZYGOTE_PID" to F once the sandbox runs
  *   --unlink-before-spawn F  remove F after the root is built (a bind source that vanishes)
- *   --quiet                the payload's stdout goes to /dev/null */
+ *   --quiet                the payload's stdout goes to /dev/null
+ *   --no-mount-tree        each sandbox binds its root itself, as where the kernel cannot
+ *                          copy a detached mount tree */
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/time.h"
@@ -106,6 +108,7 @@ int main(int argc, char **argv)
 	int n_binds = 0, n_execs = 0, n_envs = 0;
 	const char *zygote = NULL, *pid_file = NULL, *unlink_path = NULL;
 	int entry = 0, netns_reuse = 0, repeat = 1, timeout_ms = -1, quiet = 0, probe = 0;
+	int no_mount_tree = 0;
 	int prestart = 0, held_fd = 0, hold_pending = 0;
 	const char *check = NULL, *check_net = NULL;
 	struct sb_limits lim;
@@ -145,6 +148,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--pid-file") && v) { pid_file = v; i++; }
 		else if (!strcmp(a, "--unlink-before-spawn") && v) { unlink_path = v; i++; }
 		else if (!strcmp(a, "--quiet")) quiet = 1;
+		else if (!strcmp(a, "--no-mount-tree")) no_mount_tree = 1;
 		else {
 			fprintf(stderr, "sb_run: unknown option '%s'\n", a);
 			return 2;
@@ -153,6 +157,8 @@ int main(int argc, char **argv)
 	char **payload = argv + i;
 	if (sb_host_probe(&host, 0, &err))
 		return die("probe", &err);
+	if (no_mount_tree)
+		host.mount_tree = 0;
 	if (probe) {
 		char *s = json_dumps(sb_host_json(&host), JSON_INDENT(2));
 		printf("%s\n", s);
