@@ -9,6 +9,7 @@ the same attempts through a code step.
 Needs root (or a host with unprivileged user namespaces and a delegated cgroup); on a host that
 cannot sandbox, it checks that the refusal says why and skips the rest (exit 77)."""
 import json
+import re
 import os
 import secrets
 import signal
@@ -420,6 +421,11 @@ def main():
         print("sandbox unavailable here: %s; %d checks passed" % (check_out.stdout.strip(), passes))
         sys.exit(1 if failures else 77)
     check(check_out.stdout.strip() == "ok", "the host accepts SANDBOX_PROCESS with STRICT (%s)" % check_out.stdout)
+    # A root worker on a kernel that can copy a detached mount tree (6.15) must use one: the
+    # fallback is silent, so this is what notices a tree that stopped working.
+    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+    if host["root"] and release >= (6, 15):
+        check(host.get("mountTree") is True, "a root worker on Linux %d.%d copies its root from a mount tree" % release)
     host_addr = host_address()
     listener = Listener()
     with tempfile.TemporaryDirectory(prefix="sb-escape-") as tmp:
