@@ -278,7 +278,9 @@ int main(int argc, char **argv)
 	printf("(a) sandbox set-up + exec of /bin/true until its exit is reaped; %d rounds, cases in rotation\n", rounds);
 	printf("    (cases making a new network namespace rotate in a second phase, with their own fork+exec: %.0f us)\n",
 	       n_fork_net ? (double)fork_net[n_fork_net / 2] : 0.0);
-	printf("    cgroup v%d memory limit on sb_* cases; release (kill, reap, cgroup removal) measured apart\n", host.cgroup);
+	printf("    cgroup v%d memory limit on sb_* cases; root %s;\n", host.cgroup,
+	       host.mount_tree ? "a copy of a mount tree built once" : "bound by each sandbox");
+	printf("    release (kill, reap, cgroup removal, mount namespace teardown) measured apart\n");
 	printf("    %-40s %9s %9s %8s %8s %9s %8s %9s\n", "case", "median", "p90", "x fork", "x bwrap",
 	       "CPU", "x bwrap", "release");
 	for (int c = 0; c < C_N; c++) {
