@@ -462,7 +462,10 @@ void app_api_engine(struct app *a, struct app_req *r, struct app_response *resp)
 	}
 	const char *m = r->raw->method ? r->raw->method : "GET";
 	json_t *body = NULL;
-	if (app_req_json(r, &body, &err)) {
+	if (r->raw->body_json) {
+		/* The worker in this process: the same JSON, without writing and parsing it. */
+		body = json_incref((json_t *)r->raw->body_json);
+	} else if (app_req_json(r, &body, &err)) {
 		app_reply_error(resp, 400, "%s", err.msg);
 		return;
 	}
