@@ -191,6 +191,12 @@ static void test_json_numbers(void **state)
 	v = json_integer(0);
 	expect_dump(v, "0");
 	json_decref(v);
+	v = json_integer(9223372036854775807LL);
+	expect_dump(v, "9223372036854775807");
+	json_decref(v);
+	v = json_integer(-7);
+	expect_dump(v, "-7");
+	json_decref(v);
 
 	/* Every number read back parses to the very same double. */
 	double samples[] = { 0.1, 1.0 / 3, 2.5e-300, 9007199254740993.0, 6.02214076e23, -1e-10 };
