@@ -22,7 +22,7 @@ static void release_response(const struct wk_call *c, struct net_http_response *
 int wk_app_call(const struct wk_call *c, const char *method, const char *path, const json_t *body,
 		long *status, json_t **reply, struct fl_err *err)
 {
-	char *url = fl_asprintf("%s%s", c->base_url, path);
+	char *url = c->local ? NULL : fl_asprintf("%s%s", c->base_url, path);
 	char *auth = fl_asprintf("Bearer %s", c->token);
 	char *text = body ? fl_json_dump(body) : NULL;
 	struct net_header headers[] = {
