@@ -86,13 +86,19 @@ static void start(struct app *a, const char *run_id, const json_t *body,
 		reply_store_fail(a, run_id, resp, rc, &err);
 		return;
 	}
-	struct store_version ver;
-	rc = store_version_get(a->store, run.flow_version_id, &ver, &err);
-	if (rc) {
-		app_reply_fail(resp, rc, &err);
-		store_step_list_free(steps, n);
-		store_run_release(&run);
-		return;
+	/* Usually the version a webhook just looked up: the cache spares parsing it again. */
+	json_t *version = app_flow_version_cached(a, run.flow_id, run.flow_version_id);
+	if (!version) {
+		struct store_version ver;
+		rc = store_version_get(a->store, run.flow_version_id, &ver, &err);
+		if (rc) {
+			app_reply_fail(resp, rc, &err);
+			store_step_list_free(steps, n);
+			store_run_release(&run);
+			return;
+		}
+		version = json_loads(ver.definition, 0, NULL);
+		store_version_release(&ver);
 	}
 	json_t *resume = json_null();
 	if (run.resume_payload || (run.waitpoint_id && !strcmp(type, "RESUME"))) {
@@ -108,7 +114,6 @@ static void start(struct app *a, const char *run_id, const json_t *body,
 		if (have_wp)
 			store_waitpoint_release(&wp);
 	}
-	json_t *version = json_loads(ver.definition, 0, NULL);
 	json_t *trigger = json_loads(run.trigger_output, JSON_DECODE_ANY, NULL);
 	json_t *o = json_pack(
 		"{s:s, s:s, s:s, s:i, s:s, s:b, s:o, s:o, s:o, s:o, s:s, s:I}", "runId", run.id,
@@ -119,7 +124,6 @@ static void start(struct app *a, const char *run_id, const json_t *body,
 		a->cfg->frontend_url, "logSizeLimitBytes",
 		(json_int_t)a->cfg->max_flow_run_log_size_mb * 1024 * 1024);
 	app_reply_json(resp, 200, o);
-	store_version_release(&ver);
 	store_step_list_free(steps, n);
 	store_run_release(&run);
 }
