@@ -438,6 +438,11 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 		out->returnvalue = json_pack("{ssss}", "runId", r->run_id, "status", status);
 	}
 	count_status(w, status);
+	json_decref(reply);
+	/* The fields are built only for a log that shows them: below info, each run would pay
+	 * for a line nobody reads. */
+	if (!fl_log_enabled(FL_LOG_INFO))
+		return;
 	json_t *fields = json_pack("{sssssIsi}", "runId", r->run_id, "status", status, "attempt",
 				   r->attempt, "slot", r->slot->index);
 	if (r->engine_start_us >= 0)
@@ -449,7 +454,6 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 	if (r->engine_cpu_ns >= 0)
 		json_object_set_new(fields, "engineCpuNs", json_integer(r->engine_cpu_ns));
 	fl_log_fields(FL_LOG_INFO, "worker", fields, "run finished");
-	json_decref(reply);
 }
 
 /* The displayName of the step called name anywhere in the flow version (also inside an export
@@ -856,10 +860,11 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 			      msg ? msg : "no reason given");
 	} else {
 		r.attempt = json_integer_value(json_object_get(ctx, "attempt"));
-		fl_log_fields(FL_LOG_INFO, "worker",
-			      json_pack("{sssssIsi}", "runId", run_id, "jobId", job->id, "attempt",
-					r.attempt, "slot", s->index),
-			      "run started");
+		if (fl_log_enabled(FL_LOG_INFO))
+			fl_log_fields(FL_LOG_INFO, "worker",
+				      json_pack("{sssssIsi}", "runId", run_id, "jobId", job->id,
+						"attempt", r.attempt, "slot", s->index),
+				      "run started");
 		json_t *res = drive_engine(&r, ctx, deadline);
 		if (res) {
 			finish_run(&r, res, result);
