@@ -23,7 +23,10 @@ int wk_app_call(const struct wk_call *c, const char *method, const char *path, c
 		long *status, json_t **reply, struct fl_err *err)
 {
 	char *url = c->local ? NULL : fl_asprintf("%s%s", c->base_url, path);
-	char *auth = fl_asprintf("Bearer %s", c->token);
+	size_t token_len = strlen(c->token);
+	char *auth = fl_malloc(sizeof "Bearer " + token_len);
+	memcpy(auth, "Bearer ", 7);
+	memcpy(auth + 7, c->token, token_len + 1);
 	char *text = body ? fl_json_dump(body) : NULL;
 	struct net_header headers[] = {
 		{ "Authorization", auth },
