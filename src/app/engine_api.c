@@ -114,7 +114,7 @@ static void start(struct app *a, const char *run_id, const json_t *body,
 		if (have_wp)
 			store_waitpoint_release(&wp);
 	}
-	json_t *trigger = json_loads(run.trigger_output, JSON_DECODE_ANY, NULL);
+	json_t *trigger = fl_json_loads(run.trigger_output, JSON_DECODE_ANY, NULL);
 	json_t *o = json_pack(
 		"{s:s, s:s, s:s, s:i, s:s, s:b, s:o, s:o, s:o, s:o, s:s, s:I}", "runId", run.id,
 		"flowId", run.flow_id, "flowVersionId", run.flow_version_id, "attempt", attempt,
@@ -388,7 +388,7 @@ static void finish(struct app *a, const char *run_id, const json_t *body, int pa
 			err.msg);
 	store_job_release(&job);
 	if (store_run_status_is_final(run.status)) {
-		json_t *stored = run.response ? json_loads(run.response, 0, NULL) : NULL;
+		json_t *stored = run.response ? fl_json_loads(run.response, 0, NULL) : NULL;
 		app_sync_notify(a, run_id, stored, 1);
 		json_decref(stored);
 	}

@@ -1,6 +1,7 @@
 /* JSON helpers: see json.h. */
 #include "core/json.h"
 #include "core/alloc.h"
+#include "core/assert.h"
 #include "core/buf.h"
 #include "core/err.h"
 
@@ -237,8 +238,9 @@ static json_t *fast_value(struct fast *f, int depth)
 	}
 }
 
-json_t *fl_json_loads(const char *text)
+json_t *fl_json_loads(const char *text, size_t flags, json_error_t *error)
 {
+	FL_ASSERT((flags & ~(size_t)JSON_DECODE_ANY) == 0);
 	struct fast f = { .p = text, .unescaped = FL_BUF_INIT };
 	skip_space(&f);
 	json_t *v = NULL;
@@ -252,7 +254,7 @@ json_t *fl_json_loads(const char *text)
 	}
 	fl_buf_release(&f.unescaped);
 	/* Not taken above: jansson decides, errors included, as if it had been asked first. */
-	return v ? v : json_loads(text, 0, NULL);
+	return v ? v : json_loads(text, flags, error);
 }
 
 char *fl_json_format_number(double d, char out[32])

@@ -291,7 +291,7 @@ static int start_engine(struct slot *s, int64_t *start_us, struct fl_err *err)
 	atomic_fetch_add(&w->engines_started, 1);
 	char *line = NULL;
 	rc = wk_proc_recv(&s->engine, fl_mono_ms() + 10000, &line);
-	json_t *ready = rc ? NULL : fl_json_loads(line);
+	json_t *ready = rc ? NULL : fl_json_loads(line, 0, NULL);
 	fl_free(line);
 	const char *type = json_string_value(json_object_get(ready, "type"));
 	if (!type || strcmp(type, "ready")) {
@@ -581,7 +581,7 @@ static int warm_engine(struct slot *s, struct fl_err *err)
 		if (rc)
 			return fl_err_set(err, rc, "the engine's warm-up did not finish: %s",
 					  fl_strerror(rc));
-		json_t *ev = fl_json_loads(line);
+		json_t *ev = fl_json_loads(line, 0, NULL);
 		fl_free(line);
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		if (type && !strcmp(type, "finished")) {
@@ -717,7 +717,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 				json_object_set_new(res, "peakMemoryKb", json_integer(ex.peak_memory_kb));
 			return res;
 		}
-		json_t *ev = fl_json_loads(line);
+		json_t *ev = fl_json_loads(line, 0, NULL);
 		fl_free(line);
 		heard = 1;
 		const char *type = json_string_value(json_object_get(ev, "type"));

@@ -213,12 +213,12 @@ static void test_json_numbers(void **state)
 	assert_string_equal(fl_json_format_number(-INFINITY, num), "-Infinity");
 }
 
-/* fl_json_loads gives what json_loads(text, 0, NULL) gives: the same value, keys in the same
+/* fl_json_loads gives what json_loads gives, with flags 0 or JSON_DECODE_ANY: the same value, keys in the same
  * order, integers and reals apart, and NULL for the same texts. */
-static void expect_loads_like_jansson(const char *text)
+static void expect_loads_like_jansson_with(const char *text, size_t flags)
 {
-	json_t *want = json_loads(text, 0, NULL);
-	json_t *got = fl_json_loads(text);
+	json_t *want = json_loads(text, flags, NULL);
+	json_t *got = fl_json_loads(text, flags, NULL);
 	if (!want) {
 		assert_null(got);
 		return;
@@ -231,6 +231,12 @@ static void expect_loads_like_jansson(const char *text)
 	free(b);
 	json_decref(want);
 	json_decref(got);
+}
+
+static void expect_loads_like_jansson(const char *text)
+{
+	expect_loads_like_jansson_with(text, 0);
+	expect_loads_like_jansson_with(text, JSON_DECODE_ANY);
 }
 
 static void test_json_loads_fast(void **state)
@@ -250,6 +256,14 @@ static void test_json_loads_fast(void **state)
 	};
 	for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
 		expect_loads_like_jansson(texts[i]);
+
+	/* jansson's own error, where and why. */
+	json_error_t want_err, got_err;
+	assert_null(json_loads("{\"a\":[1,]}", 0, &want_err));
+	assert_null(fl_json_loads("{\"a\":[1,]}", 0, &got_err));
+	assert_int_equal(want_err.line, got_err.line);
+	assert_int_equal(want_err.column, got_err.column);
+	assert_string_equal(want_err.text, got_err.text);
 
 	/* Texts a byte or two away from an engine event, valid or not, the same way. */
 	static const char alphabet[] = "{}[],:\"\\ \t\n0123456789-+.eEtrufalsn/bu\x01\x7f\xc3\xa9x";
