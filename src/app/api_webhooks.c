@@ -98,6 +98,19 @@ int app_flow_lookup(struct app *a, const char *flow_id, char version_id[64], jso
 	return 0;
 }
 
+json_t *app_flow_version_cached(struct app *a, const char *flow_id, const char *version_id)
+{
+	if (!flow_id || !version_id || strlen(flow_id) >= 64)
+		return NULL;
+	json_t *v = NULL;
+	pthread_mutex_lock(&a->flow_mu);
+	struct app_flow_entry *e = flow_slot(a, flow_id);
+	if (e->version && !strcmp(e->id, flow_id) && !strcmp(e->version_id, version_id))
+		v = json_incref(e->version);
+	pthread_mutex_unlock(&a->flow_mu);
+	return v;
+}
+
 void app_flow_forget(struct app *a, const char *flow_id)
 {
 	pthread_mutex_lock(&a->flow_mu);

@@ -8,6 +8,7 @@
 #ifndef APP_H
 #define APP_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,13 @@ struct app_request {
 	const char *body;
 	size_t body_len;
 	int body_too_large;               /* the HTTP layer dropped a body over the limit */
+	/* A caller in this process (the worker of flowd serve) that has its body as JSON already
+	 * gives it here too, borrowed, and the engine endpoints read it instead of parsing body
+	 * again; body and body_len still say what the request is, for the body limit. */
+	const json_t *body_json;
+	/* Set by a caller in this process: a JSON answer is left in app_response.json instead of
+	 * being written out to body. */
+	int json_reply;
 };
 
 struct app_waiter;
@@ -68,6 +76,8 @@ struct app_response {
 	size_t n_headers;
 	char *body;                       /* owned */
 	size_t body_len;
+	json_t *json;                     /* owned: the JSON answer, for a json_reply request */
+	int keep_json;                    /* the request asked for json_reply */
 	/* Set when the answer is not ready (a sync webhook): the HTTP layer arms the waiter with
 	 * app_waiter_arm and answers when it fires. */
 	struct app_waiter *waiter;

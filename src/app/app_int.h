@@ -190,6 +190,9 @@ int app_flow_lookup(struct app *a, const char *flow_id, char version_id[64], jso
 		    struct fl_err *err);
 /* Drops flow_id from the cache (it changed). */
 void app_flow_forget(struct app *a, const char *flow_id);
+/* Version version_id of flow_id as the cache holds it (a new reference), or NULL when the cache
+ * holds another version or none. Versions never change, so it may be older than a lookup's. */
+json_t *app_flow_version_cached(struct app *a, const char *flow_id, const char *version_id);
 
 /* ---- background work ---- */
 

@@ -86,13 +86,19 @@ static void start(struct app *a, const char *run_id, const json_t *body,
 		reply_store_fail(a, run_id, resp, rc, &err);
 		return;
 	}
-	struct store_version ver;
-	rc = store_version_get(a->store, run.flow_version_id, &ver, &err);
-	if (rc) {
-		app_reply_fail(resp, rc, &err);
-		store_step_list_free(steps, n);
-		store_run_release(&run);
-		return;
+	/* Usually the version a webhook just looked up: the cache spares parsing it again. */
+	json_t *version = app_flow_version_cached(a, run.flow_id, run.flow_version_id);
+	if (!version) {
+		struct store_version ver;
+		rc = store_version_get(a->store, run.flow_version_id, &ver, &err);
+		if (rc) {
+			app_reply_fail(resp, rc, &err);
+			store_step_list_free(steps, n);
+			store_run_release(&run);
+			return;
+		}
+		version = json_loads(ver.definition, 0, NULL);
+		store_version_release(&ver);
 	}
 	json_t *resume = json_null();
 	if (run.resume_payload || (run.waitpoint_id && !strcmp(type, "RESUME"))) {
@@ -108,8 +114,7 @@ static void start(struct app *a, const char *run_id, const json_t *body,
 		if (have_wp)
 			store_waitpoint_release(&wp);
 	}
-	json_t *version = json_loads(ver.definition, 0, NULL);
-	json_t *trigger = json_loads(run.trigger_output, JSON_DECODE_ANY, NULL);
+	json_t *trigger = fl_json_loads(run.trigger_output, JSON_DECODE_ANY, NULL);
 	json_t *o = json_pack(
 		"{s:s, s:s, s:s, s:i, s:s, s:b, s:o, s:o, s:o, s:o, s:s, s:I}", "runId", run.id,
 		"flowId", run.flow_id, "flowVersionId", run.flow_version_id, "attempt", attempt,
@@ -119,7 +124,6 @@ static void start(struct app *a, const char *run_id, const json_t *body,
 		a->cfg->frontend_url, "logSizeLimitBytes",
 		(json_int_t)a->cfg->max_flow_run_log_size_mb * 1024 * 1024);
 	app_reply_json(resp, 200, o);
-	store_version_release(&ver);
 	store_step_list_free(steps, n);
 	store_run_release(&run);
 }
@@ -384,7 +388,7 @@ static void finish(struct app *a, const char *run_id, const json_t *body, int pa
 			err.msg);
 	store_job_release(&job);
 	if (store_run_status_is_final(run.status)) {
-		json_t *stored = run.response ? json_loads(run.response, 0, NULL) : NULL;
+		json_t *stored = run.response ? fl_json_loads(run.response, 0, NULL) : NULL;
 		app_sync_notify(a, run_id, stored, 1);
 		json_decref(stored);
 	}
@@ -462,7 +466,10 @@ void app_api_engine(struct app *a, struct app_req *r, struct app_response *resp)
 	}
 	const char *m = r->raw->method ? r->raw->method : "GET";
 	json_t *body = NULL;
-	if (app_req_json(r, &body, &err)) {
+	if (r->raw->body_json) {
+		/* The worker in this process: the same JSON, without writing and parsing it. */
+		body = json_incref((json_t *)r->raw->body_json);
+	} else if (app_req_json(r, &body, &err)) {
 		app_reply_error(resp, 400, "%s", err.msg);
 		return;
 	}

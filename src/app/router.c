@@ -96,6 +96,7 @@ static void health(struct app *a, struct app_response *resp)
 void app_handle(struct app *a, const struct app_request *raw, struct app_response *resp)
 {
 	memset(resp, 0, sizeof *resp);
+	resp->keep_json = raw->json_reply;
 	struct app_req r;
 	const char *method = raw->method ? raw->method : "GET";
 	if (req_parse(&r, raw)) {

@@ -87,6 +87,8 @@ json_t *app_json_time(int64_t ms)
 
 static void set_body(struct app_response *resp, char *body, size_t len, const char *type)
 {
+	json_decref(resp->json);
+	resp->json = NULL;
 	fl_free(resp->body);
 	fl_free(resp->content_type);
 	resp->body = body;
@@ -99,6 +101,11 @@ void app_reply_json(struct app_response *resp, int status, json_t *body)
 	resp->status = status;
 	if (!body) {
 		set_body(resp, NULL, 0, NULL);
+		return;
+	}
+	if (resp->keep_json) {
+		set_body(resp, NULL, 0, "application/json");
+		resp->json = body;
 		return;
 	}
 	struct fl_buf b = FL_BUF_INIT;
@@ -147,6 +154,7 @@ void app_response_add_header(struct app_response *resp, const char *name, const 
 
 void app_response_release(struct app_response *resp)
 {
+	json_decref(resp->json);
 	fl_free(resp->body);
 	fl_free(resp->content_type);
 	for (size_t i = 0; i < resp->n_headers; i++) {

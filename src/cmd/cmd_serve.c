@@ -57,11 +57,13 @@ static void worker_metrics(void *arg, struct fl_buf *out)
 	wk_worker_metrics(arg, out);
 }
 
-/* The worker's requests to the app in the same process: app_handle without a socket. The token
- * is checked as it is over HTTP. */
+/* The worker's requests to the app in the same process: app_handle without a socket, and
+ * without writing out and parsing again the JSON that both sides hold as values. The token is
+ * checked as it is over HTTP. */
 static int app_local_call(void *arg, const char *method, const char *target,
-			  const char *authorization, const char *body, size_t body_len, long *status,
-			  char **reply, size_t *reply_len)
+			  const char *authorization, const json_t *body_json, const char *body,
+			  size_t body_len, long *status, json_t **reply_json, char **reply,
+			  size_t *reply_len)
 {
 	struct app_header headers[] = { { "Authorization", authorization },
 					{ "Content-Type", "application/json" } };
@@ -70,12 +72,16 @@ static int app_local_call(void *arg, const char *method, const char *target,
 				   .headers = headers,
 				   .n_headers = body ? 2 : 1,
 				   .body = body,
-				   .body_len = body_len };
+				   .body_len = body_len,
+				   .body_json = body_json,
+				   .json_reply = 1 };
 	struct app_response resp;
 	app_service_handle(arg, &req, &resp);
 	*status = resp.status;
+	*reply_json = resp.json;
 	*reply = resp.body;
 	*reply_len = resp.body ? resp.body_len : 0;
+	resp.json = NULL;
 	resp.body = NULL;
 	app_response_release(&resp);
 	return 0;

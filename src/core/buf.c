@@ -61,7 +61,10 @@ void fl_buf_adds(struct fl_buf *b, const char *s)
 
 void fl_buf_addch(struct fl_buf *b, char c)
 {
-	fl_buf_add(b, &c, 1);
+	if (b->len + 2 > b->cap)
+		fl_buf_grow(b, 1);
+	b->data[b->len++] = c;
+	b->data[b->len] = '\0';
 }
 
 void fl_buf_vaddf(struct fl_buf *b, const char *fmt, va_list ap)

@@ -1,6 +1,7 @@
 /* JSON helpers: see json.h. */
 #include "core/json.h"
 #include "core/alloc.h"
+#include "core/assert.h"
 #include "core/buf.h"
 #include "core/err.h"
 
@@ -35,6 +36,225 @@ json_t *fl_json_loadb(const char *data, size_t len, const char *what, struct fl_
 		fl_err_set(err, FL_EINVAL, "%s is not valid JSON: %d:%d: %s", what, je.line, je.column,
 			   je.text);
 	return v;
+}
+
+/* ---- fl_json_loads: the fast path ---- */
+
+/* Deeper nesting than this goes to jansson, which has its own limit. */
+#define FAST_MAX_DEPTH 32
+
+struct fast {
+	const char *p;
+	struct fl_buf unescaped; /* scratch for strings with escapes */
+};
+
+static void skip_space(struct fast *f)
+{
+	while (*f->p == ' ' || *f->p == '\t' || *f->p == '\n' || *f->p == '\r')
+		f->p++;
+}
+
+/* A string at f->p (after its opening quote) into *s and *len, pointing into the text or into
+ * f->unescaped; 0, or -1 for anything left to jansson. */
+static int fast_string(struct fast *f, const char **s, size_t *len)
+{
+	const char *start = f->p, *q = start;
+	while (*q != '"') {
+		unsigned char c = (unsigned char)*q;
+		if (c < 0x20 || c >= 0x80 || c == '\\')
+			break;
+		q++;
+	}
+	if (*q == '"') {
+		*s = start;
+		*len = (size_t)(q - start);
+		f->p = q + 1;
+		return 0;
+	}
+	fl_buf_reset(&f->unescaped);
+	fl_buf_add(&f->unescaped, start, (size_t)(q - start));
+	for (;;) {
+		unsigned char c = (unsigned char)*q;
+		if (c == '"')
+			break;
+		if (c < 0x20 || c >= 0x80)
+			return -1;
+		if (c != '\\') {
+			fl_buf_addch(&f->unescaped, (char)c);
+			q++;
+			continue;
+		}
+		char e;
+		switch (q[1]) {
+		case '"': e = '"'; break;
+		case '\\': e = '\\'; break;
+		case '/': e = '/'; break;
+		case 'b': e = '\b'; break;
+		case 'f': e = '\f'; break;
+		case 'n': e = '\n'; break;
+		case 'r': e = '\r'; break;
+		case 't': e = '\t'; break;
+		default: return -1; /* \u and anything invalid */
+		}
+		fl_buf_addch(&f->unescaped, e);
+		q += 2;
+	}
+	*s = f->unescaped.data;
+	*len = f->unescaped.len;
+	f->p = q + 1;
+	return 0;
+}
+
+static json_t *fast_value(struct fast *f, int depth);
+
+static json_t *fast_object(struct fast *f, int depth)
+{
+	json_t *o = json_object();
+	skip_space(f);
+	if (*f->p == '}') {
+		f->p++;
+		return o;
+	}
+	for (;;) {
+		const char *key;
+		size_t key_len;
+		if (*f->p != '"')
+			goto fail;
+		f->p++;
+		if (fast_string(f, &key, &key_len))
+			goto fail;
+		/* The key may sit in the scratch buffer, which the value's strings reuse. */
+		char small[64];
+		char *key_copy = key_len < sizeof small ? small : fl_malloc(key_len + 1);
+		memcpy(key_copy, key, key_len);
+		key_copy[key_len] = '\0';
+		skip_space(f);
+		json_t *v = NULL;
+		if (*f->p == ':') {
+			f->p++;
+			skip_space(f);
+			v = fast_value(f, depth + 1);
+		}
+		/* A repeated key keeps its place and takes the last value, as jansson does. */
+		int rc = v ? json_object_setn_new_nocheck(o, key_copy, key_len, v) : -1;
+		if (key_copy != small)
+			fl_free(key_copy);
+		if (rc)
+			goto fail;
+		skip_space(f);
+		if (*f->p == '}') {
+			f->p++;
+			return o;
+		}
+		if (*f->p != ',')
+			goto fail;
+		f->p++;
+		skip_space(f);
+	}
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+static json_t *fast_array(struct fast *f, int depth)
+{
+	json_t *a = json_array();
+	skip_space(f);
+	if (*f->p == ']') {
+		f->p++;
+		return a;
+	}
+	for (;;) {
+		json_t *v = fast_value(f, depth + 1);
+		if (!v || json_array_append_new(a, v))
+			goto fail;
+		skip_space(f);
+		if (*f->p == ']') {
+			f->p++;
+			return a;
+		}
+		if (*f->p != ',')
+			goto fail;
+		f->p++;
+		skip_space(f);
+	}
+fail:
+	json_decref(a);
+	return NULL;
+}
+
+/* An integer of at most 18 digits, which no json_int_t overflows; anything else (reals, longer
+ * or malformed numbers) is left to jansson. */
+static json_t *fast_number(struct fast *f)
+{
+	const char *q = f->p;
+	int negative = *q == '-';
+	if (negative)
+		q++;
+	if (*q < '0' || *q > '9' || (*q == '0' && q[1] >= '0' && q[1] <= '9'))
+		return NULL;
+	long long v = 0;
+	int digits = 0;
+	while (*q >= '0' && *q <= '9') {
+		if (++digits > 18)
+			return NULL;
+		v = v * 10 + (*q++ - '0');
+	}
+	if (*q == '.' || *q == 'e' || *q == 'E')
+		return NULL;
+	f->p = q;
+	return json_integer(negative ? -v : v);
+}
+
+static json_t *fast_value(struct fast *f, int depth)
+{
+	if (depth > FAST_MAX_DEPTH)
+		return NULL;
+	switch (*f->p) {
+	case '{': f->p++; return fast_object(f, depth);
+	case '[': f->p++; return fast_array(f, depth);
+	case '"': {
+		f->p++;
+		const char *s;
+		size_t len;
+		return fast_string(f, &s, &len) ? NULL : json_stringn_nocheck(s, len);
+	}
+	case 't':
+		if (strncmp(f->p, "true", 4))
+			return NULL;
+		f->p += 4;
+		return json_true();
+	case 'f':
+		if (strncmp(f->p, "false", 5))
+			return NULL;
+		f->p += 5;
+		return json_false();
+	case 'n':
+		if (strncmp(f->p, "null", 4))
+			return NULL;
+		f->p += 4;
+		return json_null();
+	default: return fast_number(f);
+	}
+}
+
+json_t *fl_json_loads(const char *text, size_t flags, json_error_t *error)
+{
+	FL_ASSERT((flags & ~(size_t)JSON_DECODE_ANY) == 0);
+	struct fast f = { .p = text, .unescaped = FL_BUF_INIT };
+	skip_space(&f);
+	json_t *v = NULL;
+	if (*f.p == '{' || *f.p == '[') {
+		v = fast_value(&f, 0);
+		skip_space(&f);
+		if (v && *f.p) {
+			json_decref(v);
+			v = NULL;
+		}
+	}
+	fl_buf_release(&f.unescaped);
+	/* Not taken above: jansson decides, errors included, as if it had been asked first. */
+	return v ? v : json_loads(text, flags, error);
 }
 
 char *fl_json_format_number(double d, char out[32])
@@ -110,6 +330,7 @@ bool fl_json_index_key(const char *k, unsigned long *value)
 
 struct key_ref {
 	const char *key;
+	const json_t *value;
 	unsigned long index;
 	size_t order;
 	bool is_index;
@@ -143,6 +364,21 @@ static void newline(struct fl_buf *b, unsigned flags, int depth)
 
 static void write_value(struct fl_buf *b, const json_t *v, unsigned flags, int depth);
 
+/* As printf's %lld writes it, without the cost of a format string for every number. */
+static void write_integer(struct fl_buf *b, json_int_t i)
+{
+	char digits[24];
+	char *p = digits + sizeof digits;
+	unsigned long long u = i < 0 ? 0ULL - (unsigned long long)i : (unsigned long long)i;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (i < 0)
+		*--p = '-';
+	fl_buf_add(b, p, (size_t)(digits + sizeof digits - p));
+}
+
 static void write_object(struct fl_buf *b, const json_t *v, unsigned flags, int depth)
 {
 	size_t n = json_object_size(v), i = 0;
@@ -156,7 +392,7 @@ static void write_object(struct fl_buf *b, const json_t *v, unsigned flags, int 
 	const char *k;
 	json_t *member;
 	json_object_foreach((json_t *)v, k, member) {
-		keys[i] = (struct key_ref){ .key = k, .order = i };
+		keys[i] = (struct key_ref){ .key = k, .value = member, .order = i };
 		if (flags & FL_JSON_JS_KEY_ORDER) {
 			keys[i].is_index = fl_json_index_key(k, &keys[i].index);
 			any_index |= keys[i].is_index;
@@ -172,7 +408,7 @@ static void write_object(struct fl_buf *b, const json_t *v, unsigned flags, int 
 		newline(b, flags, depth + 1);
 		add_string(b, keys[i].key, strlen(keys[i].key));
 		fl_buf_add(b, ": ", flags & FL_JSON_INDENT ? 2 : 1);
-		write_value(b, json_object_get(v, keys[i].key), flags, depth + 1);
+		write_value(b, keys[i].value, flags, depth + 1);
 	}
 	newline(b, flags, depth);
 	fl_buf_addch(b, '}');
@@ -187,7 +423,7 @@ static void write_value(struct fl_buf *b, const json_t *v, unsigned flags, int d
 	case JSON_NULL: fl_buf_add(b, "null", 4); return;
 	case JSON_TRUE: fl_buf_add(b, "true", 4); return;
 	case JSON_FALSE: fl_buf_add(b, "false", 5); return;
-	case JSON_INTEGER: fl_buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return;
+	case JSON_INTEGER: write_integer(b, json_integer_value(v)); return;
 	case JSON_REAL: {
 		double d = json_real_value(v);
 		/* json_real refuses NaN and infinities; should one get in anyway, write what

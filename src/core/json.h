@@ -17,6 +17,11 @@ struct fl_buf;
 json_t *fl_json_load_file(const char *path, struct fl_err *err);
 /* Parses len bytes; `what` names the source in errors ("payload", "request body"). */
 json_t *fl_json_loadb(const char *data, size_t len, const char *what, struct fl_err *err);
+/* Parses text as json_loads(text, flags, error) does, to the very same value, for flags 0 or
+ * JSON_DECODE_ANY, only faster for what flowd writes itself, such as an engine's events: ASCII
+ * strings, integers. Whatever else it meets (other characters, \\u escapes, reals, deep
+ * nesting, a scalar at the top, errors) it leaves to json_loads from the start, error and all. */
+json_t *fl_json_loads(const char *text, size_t flags, json_error_t *error);
 enum fl_json_flags {
 	/* Two-space indentation and ": " after keys, as JSON.stringify(v, null, 2) (and
 	 * jansson's JSON_INDENT(2)) write it; for people reading CLI output. */

@@ -270,7 +270,7 @@ int bq_job_add(struct bq_queue *q, const char *name, const char *data,
 	if (!data)
 		data = "{}";
 	json_error_t je;
-	json_t *parsed = json_loads(data, JSON_DECODE_ANY, &je);
+	json_t *parsed = fl_json_loads(data, JSON_DECODE_ANY, &je);
 	if (!parsed)
 		return fl_err_set(err, FL_EINVAL, "job data is not valid JSON: %d:%d: %s", je.line,
 				  je.column, je.text);

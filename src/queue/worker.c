@@ -448,7 +448,7 @@ static char *load_job(struct bq_worker *w, struct bq_active *a, const redisReply
 	j->processed_on_ms = job_int(job, JF_PROCESSED_ON);
 	j->slot = a->slot->index;
 
-	json_t *o = opts ? json_loads(opts, 0, NULL) : NULL;
+	json_t *o = opts ? fl_json_loads(opts, 0, NULL) : NULL;
 	if (!json_is_object(o)) {
 		json_decref(o);
 		o = json_object();
@@ -468,7 +468,7 @@ static char *load_job(struct bq_worker *w, struct bq_active *a, const redisReply
 	if (!data)
 		return fl_strdup("job has no data");
 	json_error_t je;
-	j->data = json_loads(j->data_text, JSON_DECODE_ANY, &je);
+	j->data = fl_json_loads(j->data_text, JSON_DECODE_ANY, &je);
 	if (!j->data)
 		return fl_asprintf("job data is not valid JSON: %d:%d: %s", je.line, je.column,
 				   je.text);

@@ -22,8 +22,11 @@ static void release_response(const struct wk_call *c, struct net_http_response *
 int wk_app_call(const struct wk_call *c, const char *method, const char *path, const json_t *body,
 		long *status, json_t **reply, struct fl_err *err)
 {
-	char *url = fl_asprintf("%s%s", c->base_url, path);
-	char *auth = fl_asprintf("Bearer %s", c->token);
+	char *url = c->local ? NULL : fl_asprintf("%s%s", c->base_url, path);
+	size_t token_len = strlen(c->token);
+	char *auth = fl_malloc(sizeof "Bearer " + token_len);
+	memcpy(auth, "Bearer ", 7);
+	memcpy(auth + 7, c->token, token_len + 1);
 	char *text = body ? fl_json_dump(body) : NULL;
 	struct net_header headers[] = {
 		{ "Authorization", auth },
@@ -47,11 +50,13 @@ int wk_app_call(const struct wk_call *c, const char *method, const char *path, c
 	struct fl_err e;
 	for (;;) {
 		struct net_http_response resp = { 0 };
+		json_t *reply_json = NULL;
 		if (c->local) {
 			char *body_out = NULL;
 			size_t body_out_len = 0;
-			rc = c->local(c->local_arg, method, path, auth, text, text ? strlen(text) : 0,
-				      &resp.status, &body_out, &body_out_len);
+			rc = c->local(c->local_arg, method, path, auth, body, text,
+				      text ? req.body_len : 0, &resp.status, &reply_json, &body_out,
+				      &body_out_len);
 			if (rc)
 				fl_err_set(&e, rc, "the app in this process failed the request");
 			resp.body = body_out;
@@ -59,13 +64,24 @@ int wk_app_call(const struct wk_call *c, const char *method, const char *path, c
 		} else {
 			rc = net_http_do(&req, &resp, &e);
 		}
+		/* As json_loadb without JSON_DECODE_ANY reads a text answer: only an object or an
+		 * array. */
+		if (reply_json && !json_is_object(reply_json) && !json_is_array(reply_json)) {
+			json_decref(reply_json);
+			reply_json = NULL;
+		}
 		if (rc == 0 && resp.status < 500) {
 			*status = resp.status;
-			if (reply)
+			if (reply && reply_json)
+				*reply = reply_json;
+			else if (reply)
 				*reply = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
+			else
+				json_decref(reply_json);
 			release_response(c, &resp);
 			break;
 		}
+		json_decref(reply_json);
 		if (rc == 0) {
 			fl_err_set(&e, FL_EIO, "app answered %ld", resp.status);
 			release_response(c, &resp);

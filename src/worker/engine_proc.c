@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -146,22 +147,26 @@ int wk_proc_alive(const struct wk_proc *p)
 
 int wk_proc_send(struct wk_proc *p, const char *line, size_t len)
 {
-	struct chunk {
-		const char *b;
-		size_t n;
-	} parts[2] = { { line, len }, { "\n", 1 } };
-	for (int i = 0; i < 2; i++) {
-		const char *b = parts[i].b;
-		size_t n = parts[i].n;
-		while (n) {
-			ssize_t w = write(p->to_engine, b, n);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				return -errno;
-			}
-			b += w;
-			n -= (size_t)w;
+	/* One writev for the line and its newline: two writes would wake the engine twice, once
+	 * for a line it cannot use yet. */
+	struct iovec parts[2] = { { (void *)line, len }, { "\n", 1 } };
+	struct iovec *v = parts;
+	int n = 2;
+	while (n) {
+		ssize_t w = writev(p->to_engine, v, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		while (n && (size_t)w >= v->iov_len) {
+			w -= (ssize_t)v->iov_len;
+			v++;
+			n--;
+		}
+		if (n) {
+			v->iov_base = (char *)v->iov_base + w;
+			v->iov_len -= (size_t)w;
 		}
 	}
 	return 0;

@@ -291,7 +291,7 @@ static int start_engine(struct slot *s, int64_t *start_us, struct fl_err *err)
 	atomic_fetch_add(&w->engines_started, 1);
 	char *line = NULL;
 	rc = wk_proc_recv(&s->engine, fl_mono_ms() + 10000, &line);
-	json_t *ready = rc ? NULL : json_loads(line, 0, NULL);
+	json_t *ready = rc ? NULL : fl_json_loads(line, 0, NULL);
 	fl_free(line);
 	const char *type = json_string_value(json_object_get(ready, "type"));
 	if (!type || strcmp(type, "ready")) {
@@ -326,6 +326,14 @@ static void drop_engine(struct slot *s, int kill_first, struct wk_exit *ex)
 	pthread_mutex_unlock(&s->lock);
 	if (had)
 		atomic_fetch_sub(&s->w->engines_running, 1);
+}
+
+/* What the engine waits for after a checkpoint or a pause, written as fl_json_write would. */
+static const char ack_line[] = "{\"type\":\"ack\",\"ok\":true}";
+
+static int ack_engine(struct slot *s)
+{
+	return wk_proc_send(&s->engine, ack_line, sizeof ack_line - 1);
 }
 
 static int reply_engine(struct slot *s, json_t *msg_take)
@@ -438,6 +446,11 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 		out->returnvalue = json_pack("{ssss}", "runId", r->run_id, "status", status);
 	}
 	count_status(w, status);
+	json_decref(reply);
+	/* The fields are built only for a log that shows them: below info, each run would pay
+	 * for a line nobody reads. */
+	if (!fl_log_enabled(FL_LOG_INFO))
+		return;
 	json_t *fields = json_pack("{sssssIsi}", "runId", r->run_id, "status", status, "attempt",
 				   r->attempt, "slot", r->slot->index);
 	if (r->engine_start_us >= 0)
@@ -449,7 +462,6 @@ static void finish_run(struct job_run *r, json_t *result_take, struct bq_result 
 	if (r->engine_cpu_ns >= 0)
 		json_object_set_new(fields, "engineCpuNs", json_integer(r->engine_cpu_ns));
 	fl_log_fields(FL_LOG_INFO, "worker", fields, "run finished");
-	json_decref(reply);
 }
 
 /* The displayName of the step called name anywhere in the flow version (also inside an export
@@ -569,7 +581,7 @@ static int warm_engine(struct slot *s, struct fl_err *err)
 		if (rc)
 			return fl_err_set(err, rc, "the engine's warm-up did not finish: %s",
 					  fl_strerror(rc));
-		json_t *ev = json_loads(line, 0, NULL);
+		json_t *ev = fl_json_loads(line, 0, NULL);
 		fl_free(line);
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		if (type && !strcmp(type, "finished")) {
@@ -705,7 +717,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 				json_object_set_new(res, "peakMemoryKb", json_integer(ex.peak_memory_kb));
 			return res;
 		}
-		json_t *ev = json_loads(line, 0, NULL);
+		json_t *ev = fl_json_loads(line, 0, NULL);
 		fl_free(line);
 		heard = 1;
 		const char *type = json_string_value(json_object_get(ev, "type"));
@@ -738,7 +750,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 						return NULL;
 					return status_result(r, "INTERNAL_ERROR", "the app refused a checkpoint");
 				}
-				reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
+				ack_engine(s);
 				hist_add(&w->checkpoint, fl_mono_us() - t0);
 			}
 		} else if (!strcmp(type, "step_replayed")) {
@@ -752,7 +764,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 		} else if (!strcmp(type, "paused")) {
 			json_decref(r->waitpoint);
 			r->waitpoint = json_incref(json_object_get(ev, "waitpoint"));
-			reply_engine(s, json_pack("{ssso}", "type", "ack", "ok", json_true()));
+			ack_engine(s);
 		} else if (!strcmp(type, "store")) {
 			relay_store(r, ev);
 		} else if (!strcmp(type, "finished")) {
@@ -856,10 +868,11 @@ static void process(void *arg, const struct bq_job *job, struct bq_result *resul
 			      msg ? msg : "no reason given");
 	} else {
 		r.attempt = json_integer_value(json_object_get(ctx, "attempt"));
-		fl_log_fields(FL_LOG_INFO, "worker",
-			      json_pack("{sssssIsi}", "runId", run_id, "jobId", job->id, "attempt",
-					r.attempt, "slot", s->index),
-			      "run started");
+		if (fl_log_enabled(FL_LOG_INFO))
+			fl_log_fields(FL_LOG_INFO, "worker",
+				      json_pack("{sssssIsi}", "runId", run_id, "jobId", job->id,
+						"attempt", r.attempt, "slot", s->index),
+				      "run started");
 		json_t *res = drive_engine(&r, ctx, deadline);
 		if (res) {
 			finish_run(&r, res, result);

@@ -191,6 +191,12 @@ static void test_json_numbers(void **state)
 	v = json_integer(0);
 	expect_dump(v, "0");
 	json_decref(v);
+	v = json_integer(9223372036854775807LL);
+	expect_dump(v, "9223372036854775807");
+	json_decref(v);
+	v = json_integer(-7);
+	expect_dump(v, "-7");
+	json_decref(v);
 
 	/* Every number read back parses to the very same double. */
 	double samples[] = { 0.1, 1.0 / 3, 2.5e-300, 9007199254740993.0, 6.02214076e23, -1e-10 };
@@ -205,6 +211,81 @@ static void test_json_numbers(void **state)
 	char num[32];
 	assert_string_equal(fl_json_format_number(NAN, num), "NaN");
 	assert_string_equal(fl_json_format_number(-INFINITY, num), "-Infinity");
+}
+
+/* fl_json_loads gives what json_loads gives, with flags 0 or JSON_DECODE_ANY: the same value, keys in the same
+ * order, integers and reals apart, and NULL for the same texts. */
+static void expect_loads_like_jansson_with(const char *text, size_t flags)
+{
+	json_t *want = json_loads(text, flags, NULL);
+	json_t *got = fl_json_loads(text, flags, NULL);
+	if (!want) {
+		assert_null(got);
+		return;
+	}
+	assert_non_null(got);
+	assert_true(json_equal(want, got));
+	char *a = fl_json_dump(want), *b = fl_json_dump(got);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	json_decref(want);
+	json_decref(got);
+}
+
+static void expect_loads_like_jansson(const char *text)
+{
+	expect_loads_like_jansson_with(text, 0);
+	expect_loads_like_jansson_with(text, JSON_DECODE_ANY);
+}
+
+static void test_json_loads_fast(void **state)
+{
+	static const char *const texts[] = {
+		"{\"type\":\"step_finished\",\"path\":\"a.b[0]\",\"record\":{\"status\":\"SUCCEEDED\","
+		"\"input\":{},\"output\":[1,-2,0,-0,true,false,null,\"\"],\"duration\":12},\"ack\":true}",
+		" { \"a\" : [ 1 , { } , [ ] ] , \"b\" : \"x\\\"y\\\\z\\/\\b\\f\\n\\r\\t\" } \r\n",
+		"[]", "{}", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+		"{\"k\":1,\"k\":2,\"j\":3,\"k\":4}", "{\"\":\"\"}", "[\"\\u00e9\\u0001\", \"\xc3\xa9\"]",
+		"[123456789012345678, -123456789012345678]", "[1234567890123456789]",
+		"[9223372036854775807, -9223372036854775808]", "[9223372036854775808]",
+		"[1.5, 1e3, 1E-3, -0.0, 2.]", "[01]", "[-]", "[- 1]", "[+1]", "[1,]", "{\"a\":1,}",
+		"{\"a\" 1}", "{a:1}", "[tru]", "[truex]", "[nul]", "[\"a\tb\"]", "[\"\\x\"]",
+		"[\"abc", "{\"a\":1", "[1] x", "[1] [2]", "\"top\"", "42", "true", "", "  ",
+		"[\"\x7f\"]", "[\"\xff\"]", "{\"a\\nb\":{\"a\\nb\":1}}", "[1 2]", "[\"a\" \"b\"]",
+	};
+	for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+		expect_loads_like_jansson(texts[i]);
+
+	/* jansson's own error, where and why. */
+	json_error_t want_err, got_err;
+	assert_null(json_loads("{\"a\":[1,]}", 0, &want_err));
+	assert_null(fl_json_loads("{\"a\":[1,]}", 0, &got_err));
+	assert_int_equal(want_err.line, got_err.line);
+	assert_int_equal(want_err.column, got_err.column);
+	assert_string_equal(want_err.text, got_err.text);
+
+	/* Texts a byte or two away from an engine event, valid or not, the same way. */
+	static const char alphabet[] = "{}[],:\"\\ \t\n0123456789-+.eEtrufalsn/bu\x01\x7f\xc3\xa9x";
+	const char *base = texts[0];
+	size_t len = strlen(base);
+	unsigned seed = 12345;
+	char buf[512];
+	for (int round = 0; round < 20000; round++) {
+		memcpy(buf, base, len + 1);
+		size_t n = len;
+		for (int edits = 1 + round % 2; edits > 0; edits--) {
+			seed = seed * 1103515245u + 12345u;
+			size_t at = (seed >> 8) % n;
+			char c = alphabet[(seed >> 20) % (sizeof alphabet - 1)];
+			switch ((seed >> 4) % 3) {
+			case 0: buf[at] = c; break;
+			case 1: memmove(buf + at, buf + at + 1, n - at); n--; break;
+			default: memmove(buf + at + 1, buf + at, n - at + 1); buf[at] = c; n++;
+			}
+		}
+		expect_loads_like_jansson(buf);
+	}
 }
 
 static void test_json_structure(void **state)
@@ -254,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_json_errors),
 		cmocka_unit_test(test_json_numbers),
 		cmocka_unit_test(test_json_structure),
+		cmocka_unit_test(test_json_loads_fast),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,6 +51,15 @@ static void test_rejects(void **state)
 	assert_non_null(strstr(err.msg, "expired"));
 	assert_int_equal(fl_token_verify("other", t, 1500, run, &err), FL_EDENIED);
 	assert_non_null(strstr(err.msg, "signature"));
+	/* A token found good once is still checked for expiry and against the secret given. */
+	assert_int_equal(fl_token_verify("s3cret", t, 1500, run, &err), 0);
+	assert_int_equal(fl_token_verify("s3cret", t, 1999, run, &err), 0);
+	assert_string_equal(run, "run1");
+	assert_int_equal(fl_token_verify("s3cret", t, 2000, run, &err), FL_EDENIED);
+	assert_non_null(strstr(err.msg, "expired"));
+	assert_int_equal(fl_token_verify("s3cre", t, 1500, run, &err), FL_EDENIED);
+	assert_int_equal(fl_token_verify("s3cret!", t, 1500, run, &err), FL_EDENIED);
+	assert_int_equal(fl_token_verify("s3cret", t, 1500, run, &err), 0);
 
 	/* Any changed byte of payload or signature is caught. */
 	size_t len = strlen(t);
