@@ -92,7 +92,7 @@ static int build(unsigned kind, scmp_filter_ctx ctx, struct fl_err *err)
 			return rc;
 	}
 	if (kind & SB_FILTER_INET) {
-		struct scmp_arg_cmp gt = SCMP_A0(SCMP_CMP_GT, AF_UNIX), lt = SCMP_A0(SCMP_CMP_LT, AF_UNIX);
+		struct scmp_arg_cmp gt = SCMP_A0(SCMP_CMP_GT, AF_UNIX, 0), lt = SCMP_A0(SCMP_CMP_LT, AF_UNIX, 0);
 		if ((rc = add(ctx, deny, "socket", 1, &gt, err)) || (rc = add(ctx, deny, "socket", 1, &lt, err)))
 			return rc;
 	}

@@ -242,8 +242,8 @@ static void expect_loads_like_jansson(const char *text)
 static void test_json_loads_fast(void **state)
 {
 	static const char *const texts[] = {
-		"{\"type\":\"step_finished\",\"path\":\"a.b[0]\",\"record\":{\"status\":\"SUCCEEDED\","
-		"\"input\":{},\"output\":[1,-2,0,-0,true,false,null,\"\"],\"duration\":12},\"ack\":true}",
+		("{\"type\":\"step_finished\",\"path\":\"a.b[0]\",\"record\":{\"status\":\"SUCCEEDED\","
+		 "\"input\":{},\"output\":[1,-2,0,-0,true,false,null,\"\"],\"duration\":12},\"ack\":true}"),
 		" { \"a\" : [ 1 , { } , [ ] ] , \"b\" : \"x\\\"y\\\\z\\/\\b\\f\\n\\r\\t\" } \r\n",
 		"[]", "{}", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
 		"{\"k\":1,\"k\":2,\"j\":3,\"k\":4}", "{\"\":\"\"}", "[\"\\u00e9\\u0001\", \"\xc3\xa9\"]",
