@@ -72,7 +72,6 @@ wrk.body = '{"n":21}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
 
-# Resident memory, sampled every 0.5 s during the measured run; peak of each group.
 engines_of() {
   local p
   for p in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
@@ -85,7 +84,6 @@ redis_of() {
     tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | grep -q '^redis-server' && echo "$p"
   done
 }
-rss_kb() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
 # CPU time (user + system, in clock ticks) of flowd, of its engines and of redis-server: on a
 # shared machine, CPU per request says more about the cost than the rate does.
 ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
@@ -95,18 +93,41 @@ cpu_snapshot() {
   for p in $(redis_of); do r=$((r + $(ticks "$p"))); done
   echo "$(ticks "$pid") $e $r"
 }
+# Resident memory, sampled every 0.5 s during the measured run; peak of each group. One
+# long-lived process samples, so that the sampling itself takes next to no CPU from the
+# service it measures (a shell loop forking tr, cut and awk took several percent of a core).
 sample() {
-  local peak_flowd=0 peak_engines=0 peak_n=0 peak_redis=0 sum n r p
-  while :; do
-    r=$(rss_kb "$pid"); [ "${r:-0}" -gt "$peak_flowd" ] && peak_flowd=$r
-    sum=0; n=0
-    for p in $(engines_of); do sum=$((sum + $(rss_kb "$p"))); n=$((n + 1)); done
-    [ "$sum" -gt "$peak_engines" ] && peak_engines=$sum
-    [ "$n" -gt "$peak_n" ] && peak_n=$n
-    for p in $(redis_of); do r=$(rss_kb "$p"); [ "${r:-0}" -gt "$peak_redis" ] && peak_redis=$r; done
-    echo "$peak_flowd $peak_engines $peak_n $peak_redis" >"$dir/rss"
-    sleep 0.5
-  done
+  exec python3 - "$pid" "$dir/rss" <<'PY'
+import glob, sys, time
+pid, out = sys.argv[1], sys.argv[2]
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+def rss_kb(p):
+    for line in read("/proc/%s/status" % p).splitlines():
+        if line.startswith(b"VmRSS:"):
+            return int(line.split()[1])
+    return 0
+peak = [0, 0, 0, 0]  # flowd, engines (sum), engines (count), redis-server
+while True:
+    kids = b" ".join(read(f) for f in glob.glob("/proc/%s/task/*/children" % pid)).split()
+    engines, redis = [], []
+    for k in kids:
+        argv = read("/proc/%s/cmdline" % k.decode()).split(b"\0")
+        if len(argv) > 1 and argv[1] == b"engine":
+            engines.append(k.decode())
+        elif argv[0].startswith(b"redis-server"):
+            redis.append(k.decode())
+    now = [rss_kb(pid), sum(rss_kb(e) for e in engines), len(engines),
+           max([rss_kb(r) for r in redis] or [0])]
+    peak = [max(a, b) for a, b in zip(peak, now)]
+    with open(out, "w") as f:
+        f.write("%d %d %d %d\n" % tuple(peak))
+    time.sleep(0.5)
+PY
 }
 
 # Warm up (engines started, JIT warm, SQLite pages cached), then measure.
