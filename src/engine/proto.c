@@ -80,7 +80,10 @@ static json_t *read_message(struct pipe_host *h)
 		if (!n)
 			continue;
 		json_error_t je;
-		json_t *m = json_loadb(h->line, (size_t)n, 0, &je);
+		/* The direct parser reads what a worker writes faster, to the same value; a line
+		 * with a NUL inside goes to json_loadb, which sees all of it. */
+		json_t *m = strlen(h->line) == (size_t)n ? fl_json_loads(h->line, 0, &je)
+							 : json_loadb(h->line, (size_t)n, 0, &je);
 		if (!json_is_object(m) || !json_is_string(json_object_get(m, "type"))) {
 			fl_error("engine", "protocol: a line of input is not a message: %d:%d: %s",
 				 je.line, je.column, m ? "expected an object with a type" : je.text);
