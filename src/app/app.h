@@ -59,8 +59,8 @@ struct app_request {
 	size_t body_len;
 	int body_too_large;               /* the HTTP layer dropped a body over the limit */
 	/* A caller in this process (the worker of flowd serve) that has its body as JSON already
-	 * gives it here too, borrowed, and the engine endpoints read it instead of parsing body
-	 * again; body and body_len still say what the request is, for the body limit. */
+	 * gives it here instead, borrowed, and the engine endpoints read it: body is then NULL
+	 * and body_len the length of its compact JSON text, for the body limit. */
 	const json_t *body_json;
 	/* Set by a caller in this process: a JSON answer is left in app_response.json instead of
 	 * being written out to body. */

@@ -61,8 +61,8 @@ static void worker_metrics(void *arg, struct fl_buf *out)
  * without writing out and parsing again the JSON that both sides hold as values. The token is
  * checked as it is over HTTP. */
 static int app_local_call(void *arg, const char *method, const char *target,
-			  const char *authorization, const json_t *body_json, const char *body,
-			  size_t body_len, long *status, json_t **reply_json, char **reply,
+			  const char *authorization, const json_t *body_json, size_t body_len,
+			  long *status, json_t **reply_json, char **reply,
 			  size_t *reply_len)
 {
 	struct app_header headers[] = { { "Authorization", authorization },
@@ -70,8 +70,7 @@ static int app_local_call(void *arg, const char *method, const char *target,
 	struct app_request req = { .method = method,
 				   .target = target,
 				   .headers = headers,
-				   .n_headers = body ? 2 : 1,
-				   .body = body,
+				   .n_headers = body_json ? 2 : 1,
 				   .body_len = body_len,
 				   .body_json = body_json,
 				   .json_reply = 1 };

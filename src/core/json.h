@@ -40,6 +40,9 @@ void fl_json_write(struct fl_buf *b, const json_t *value, unsigned flags);
 char *fl_json_dump(const json_t *value);
 /* Appends the compact JSON text of value to b. */
 void fl_json_dump_buf(struct fl_buf *b, const json_t *value);
+/* strlen(fl_json_dump(value)), without writing the text: for a size check on a value that is
+ * never written out. */
+size_t fl_json_length(const json_t *value);
 /* Writes the double d as JavaScript's String(d) does ("5.4", "1e+21", "-0" as "0", "NaN",
  * "Infinity") into out, which must hold 32 bytes. Returns out. */
 char *fl_json_format_number(double d, char out[32]);

@@ -21,11 +21,21 @@
 #endif
 
 /* The engine of the last operation, kept while its settings stay the same. */
+/* A flow version that came with its id: the flow parsed from it, or why it was not one. */
+struct kept_flow {
+	char *id;
+	struct eng_flow *flow; /* NULL: error says why */
+	char *error;
+};
+
 struct engine_cache {
 	struct eng_engine *engine;
 	struct net_policy *policy;
 	int64_t js_ms;
 	char *net_key; /* "<mode>|<allow list>" the policy was built from */
+	/* The last ENG_PROTO_FLOWS_KEPT versions sent with an id, oldest first. */
+	struct kept_flow flows[ENG_PROTO_FLOWS_KEPT];
+	int n_flows;
 };
 
 struct pipe_host {
@@ -70,7 +80,10 @@ static json_t *read_message(struct pipe_host *h)
 		if (!n)
 			continue;
 		json_error_t je;
-		json_t *m = json_loadb(h->line, (size_t)n, 0, &je);
+		/* The direct parser reads what a worker writes faster, to the same value; a line
+		 * with a NUL inside goes to json_loadb, which sees all of it. */
+		json_t *m = strlen(h->line) == (size_t)n ? fl_json_loads(h->line, 0, &je)
+							 : json_loadb(h->line, (size_t)n, 0, &je);
 		if (!json_is_object(m) || !json_is_string(json_object_get(m, "type"))) {
 			fl_error("engine", "protocol: a line of input is not a message: %d:%d: %s",
 				 je.line, je.column, m ? "expected an object with a type" : je.text);
@@ -275,8 +288,65 @@ static int engine_for(struct engine_cache *c, const json_t *op, struct fl_err *e
 	return 0;
 }
 
+static void kept_flow_release(struct kept_flow *k)
+{
+	fl_free(k->id);
+	eng_flow_free(k->flow);
+	fl_free(k->error);
+}
+
+/* The flow of an operation: parsed from its "flowVersion", or the one kept under its
+ * "flowVersionId". A version sent with an id is kept, the error it gave included, so that an
+ * operation without the version finishes as one with it would. *own is set when the caller
+ * frees the flow. Returns 0 or FL_EINVAL. */
+static int flow_for(struct engine_cache *c, const json_t *op, struct eng_flow **out, int *own,
+		    struct fl_err *err)
+{
+	const json_t *version = json_object_get(op, "flowVersion");
+	const char *id = json_string_value(json_object_get(op, "flowVersionId"));
+	*out = NULL;
+	*own = 0;
+	struct kept_flow *k = NULL;
+	for (int i = 0; id && i < c->n_flows; i++)
+		if (!strcmp(c->flows[i].id, id))
+			k = &c->flows[i];
+	if (!version && !k)
+		return id ? fl_err_set(err, FL_EINVAL,
+				       "the operation has no flowVersion, and this engine keeps no "
+				       "version '%s'", id)
+			  : fl_err_set(err, FL_EINVAL, "the operation has no flowVersion");
+	if (version) {
+		struct eng_flow *flow = NULL;
+		int rc = eng_flow_parse(version, 0, &flow, err);
+		if (!id) {
+			*out = flow;
+			*own = 1;
+			return rc;
+		}
+		if (k) {
+			kept_flow_release(k);
+		} else {
+			if (c->n_flows == ENG_PROTO_FLOWS_KEPT) {
+				kept_flow_release(&c->flows[0]);
+				memmove(&c->flows[0], &c->flows[1],
+					(ENG_PROTO_FLOWS_KEPT - 1) * sizeof c->flows[0]);
+				c->n_flows--;
+			}
+			k = &c->flows[c->n_flows++];
+		}
+		*k = (struct kept_flow){ .id = fl_strdup(id), .flow = flow,
+					 .error = rc ? fl_strdup(err->msg) : NULL };
+	}
+	if (!k->flow)
+		return fl_err_set(err, FL_EINVAL, "%s", k->error);
+	*out = k->flow;
+	return 0;
+}
+
 static void engine_cache_release(struct engine_cache *c)
 {
+	for (int i = 0; i < c->n_flows; i++)
+		kept_flow_release(&c->flows[i]);
 	eng_engine_free(c->engine);
 	net_policy_free(c->policy);
 	fl_free(c->net_key);
@@ -305,9 +375,8 @@ static void serve_run(struct pipe_host *h, struct engine_cache *cache, const jso
 
 	struct fl_err err = { 0 };
 	struct eng_flow *flow = NULL;
-	const json_t *version = json_object_get(op, "flowVersion");
-	int rc = version ? eng_flow_parse(version, 0, &flow, &err)
-			 : fl_err_set(&err, FL_EINVAL, "the operation has no flowVersion");
+	int own_flow = 0;
+	int rc = flow_for(cache, op, &flow, &own_flow, &err);
 	if (!rc)
 		rc = engine_for(cache, op, &err);
 	if (!rc && !run_id)
@@ -344,7 +413,8 @@ static void serve_run(struct pipe_host *h, struct engine_cache *cache, const jso
 	}
 	if (h->broken) {
 		json_decref(result);
-		eng_flow_free(flow);
+		if (own_flow)
+			eng_flow_free(flow);
 		return;
 	}
 	json_t *fin = json_pack("{s:s, s:s}", "type", "finished", "status",
@@ -357,7 +427,8 @@ static void serve_run(struct pipe_host *h, struct engine_cache *cache, const jso
 	json_object_set_new(fin, "cpuNs", json_integer(cpu - *cpu_mark));
 	*cpu_mark = cpu;
 	emit(h, fin);
-	eng_flow_free(flow);
+	if (own_flow)
+		eng_flow_free(flow);
 }
 
 int eng_proto_serve(FILE *in, FILE *out)

@@ -11,6 +11,14 @@
  *    "runId":"…",                      21 characters; Idempotency-Keys, waitpoint ids
  *    "flowId":"…",                     store scopes FLOW and RUN
  *    "flowVersion":{…},                a flow version, an export or a template (FLOWS.md §1)
+ *    "flowVersionId":"…",              optional: the version's id. An engine keeps what it made
+ *                                      of the last ENG_PROTO_FLOWS_KEPT versions that came with
+ *                                      an id (the flow, or the error it gave), and an operation
+ *                                      with the id of one of them may leave "flowVersion" out.
+ *                                      A version that comes with an id the engine keeps replaces
+ *                                      it in place; a new one goes in as the oldest goes out, so
+ *                                      a worker that counts what it sent knows what the engine
+ *                                      keeps. Versions never change under an id.
  *    "triggerOutput":{…},              the trigger step's output; absent: {} (or the schedule's)
  *    "steps":{…},                      the run's persisted steps (the "steps" of §5.4) to replay;
  *                                      absent or {} on a first delivery
@@ -79,6 +87,9 @@
 #include <stdio.h>
 
 #define ENG_PROTO_VERSION 1
+
+/* How many flow versions sent with a "flowVersionId" an engine keeps, oldest out first. */
+#define ENG_PROTO_FLOWS_KEPT 4
 
 /* Exit code of `flowd engine` when its input breaks the protocol. */
 #define ENG_PROTO_EXIT_BAD_INPUT 3

@@ -917,9 +917,30 @@ static int start_locked(struct store *s, struct store_conn *c, const struct stor
 				  P(T(st->run_id), I(run->attempt + 1), T(st->job_id), T(st->delivery),
 				    T(st->worker), T(st->execution_type), I(st->now), T(st->run_id)),
 				  NULL, err);
-	store_run_release(run);
-	if (!rc)
+	if (rc)
+		return rc;
+	if (s->drv->row_locks) {
+		/* Read again: the first read locked nothing, and a writer may have changed a
+		 * column the update's guard does not look at in between. */
+		store_run_release(run);
 		rc = get_run(s, c, st->run_id, run, err);
+	} else {
+		/* The transaction has held the write lock since it began (SQLite's BEGIN
+		 * IMMEDIATE): the row is the one read, with what the updates above changed. */
+		run->status = STORE_RUN_RUNNING;
+		run->attempt++;
+		if (!run->start_time)
+			run->start_time = st->now;
+		run->updated_at = st->now;
+		if (st->job_id) {
+			fl_free(run->job_id);
+			run->job_id = fl_strdup(st->job_id);
+		}
+		if (resume_delay) {
+			fl_free(run->resume_payload);
+			run->resume_payload = NULL;
+		}
+	}
 	if (!rc)
 		*attempt = run->attempt;
 	return rc;

@@ -27,7 +27,9 @@ int wk_app_call(const struct wk_call *c, const char *method, const char *path, c
 	char *auth = fl_malloc(sizeof "Bearer " + token_len);
 	memcpy(auth, "Bearer ", 7);
 	memcpy(auth + 7, c->token, token_len + 1);
-	char *text = body ? fl_json_dump(body) : NULL;
+	/* The app in this process reads the value itself: only its length is needed. */
+	char *text = body && !c->local ? fl_json_dump(body) : NULL;
+	size_t body_len = text ? strlen(text) : body ? fl_json_length(body) : 0;
 	struct net_header headers[] = {
 		{ "Authorization", auth },
 		{ "Content-Type", "application/json" },
@@ -37,12 +39,12 @@ int wk_app_call(const struct wk_call *c, const char *method, const char *path, c
 		.method = method,
 		.url = url,
 		.headers = headers,
-		.n_headers = text ? 3 : 2,
+		.n_headers = body ? 3 : 2,
 		.body = text,
-		.body_len = text ? strlen(text) : 0,
+		.body_len = body_len,
 		.timeout_ms = 30000,
 	};
-	if (!text) {
+	if (!body) {
 		headers[1] = headers[2];
 	}
 	int64_t backoff = 100;
@@ -54,8 +56,7 @@ int wk_app_call(const struct wk_call *c, const char *method, const char *path, c
 		if (c->local) {
 			char *body_out = NULL;
 			size_t body_out_len = 0;
-			rc = c->local(c->local_arg, method, path, auth, body, text,
-				      text ? req.body_len : 0, &resp.status, &reply_json, &body_out,
+			rc = c->local(c->local_arg, method, path, auth, body, body_len, &resp.status, &reply_json, &body_out,
 				      &body_out_len);
 			if (rc)
 				fl_err_set(&e, rc, "the app in this process failed the request");

@@ -15,14 +15,14 @@ typedef int (*wk_give_up_fn)(void *arg);
 
 /* An app in the same process (flowd serve), reached without a socket: handles method target
  * (path and query) with the given Authorization header value and body (NULL: none), as the app
- * would over HTTP. The body comes both as JSON text, body_len bytes, and as the value it was
- * written from (borrowed), which the app may read instead of parsing the text. Returns 0 with
+ * would over HTTP. The body comes as the JSON value (borrowed), which the app reads as it is,
+ * and body_len, the length of its compact JSON text, for the app's body limit: nothing writes
+ * the text out. Returns 0 with
  * *status and either *reply_json (a JSON answer, a new reference) or *reply (a heap string of
  * *reply_len bytes, released with free(), or NULL), or a negative code, which is retried like a
  * failed connection. */
 typedef int (*wk_app_local_fn)(void *arg, const char *method, const char *target,
-			       const char *authorization, const json_t *body_json, const char *body,
-			       size_t body_len, long *status, json_t **reply_json, char **reply,
+			       const char *authorization, const json_t *body_json, size_t body_len, long *status, json_t **reply_json, char **reply,
 			       size_t *reply_len);
 
 struct wk_call {

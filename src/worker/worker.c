@@ -12,6 +12,7 @@
 #include "core/secret.h"
 #include "core/time.h"
 #include "core/token.h"
+#include "engine/proto.h"
 #include "net/egress.h"
 #include "net/policy.h"
 #include "sandbox/host.h"
@@ -103,6 +104,11 @@ struct slot {
 	 * what that cost, for the job's log line. */
 	int prespawned;
 	int64_t prespawn_start_us, prespawn_warm_us;
+	/* The flow version ids sent with their version to the slot's engine process, oldest
+	 * first: as the engine keeps them (ENG_PROTO_FLOWS_KEPT), so that an operation for one of
+	 * them need not carry the version again. Emptied whenever a new engine starts. */
+	char flows_sent[ENG_PROTO_FLOWS_KEPT][64];
+	int n_flows_sent;
 };
 
 struct wk_worker {
@@ -282,6 +288,7 @@ static int start_engine(struct slot *s, int64_t *start_us, struct fl_err *err)
 	pthread_mutex_lock(&s->lock);
 	int rc = spawn_engine(s, err);
 	pthread_mutex_unlock(&s->lock);
+	s->n_flows_sent = 0;
 	if (rc)
 		return rc;
 	int running = atomic_fetch_add(&w->engines_running, 1) + 1;
@@ -623,6 +630,32 @@ static void prespawn_engine(struct slot *s)
 	s->prespawn_warm_us = fl_mono_us() - t0;
 }
 
+/* Gives op the run's flow version unless the slot's engine keeps it already (it got it with
+ * its id before), and counts it as sent when it goes. Called before each send of op: a new
+ * engine keeps nothing. */
+static void with_flow(struct slot *s, json_t *op, const json_t *ctx)
+{
+	const char *id = json_string_value(json_object_get(ctx, "flowVersionId"));
+	if (!id || !*id || strlen(id) >= sizeof s->flows_sent[0]) {
+		json_object_set(op, "flowVersion", json_object_get(ctx, "flowVersion"));
+		return;
+	}
+	json_object_set_new(op, "flowVersionId", json_string(id));
+	for (int i = 0; i < s->n_flows_sent; i++) {
+		if (!strcmp(s->flows_sent[i], id)) {
+			json_object_del(op, "flowVersion");
+			return;
+		}
+	}
+	json_object_set(op, "flowVersion", json_object_get(ctx, "flowVersion"));
+	if (s->n_flows_sent == ENG_PROTO_FLOWS_KEPT) {
+		memmove(s->flows_sent[0], s->flows_sent[1],
+			(ENG_PROTO_FLOWS_KEPT - 1) * sizeof s->flows_sent[0]);
+		s->n_flows_sent--;
+	}
+	snprintf(s->flows_sent[s->n_flows_sent++], sizeof s->flows_sent[0], "%s", id);
+}
+
 /* Drives the engine through one operation. Returns the result to post (a new object) or NULL
  * when the job was lost and nothing more may be posted. */
 static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
@@ -641,14 +674,14 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	json_t *resume = json_object_get(ctx, "resume");
 	json_t *op = run_op(w, r->run_id, r->attempt,
 			    json_integer_value(json_object_get(ctx, "logSizeLimitBytes")));
-	static const char *const from_ctx[] = { "flowId", "flowVersion", "triggerOutput", "steps",
-						"frontendUrl", NULL };
+	static const char *const from_ctx[] = { "flowId", "triggerOutput", "steps", "frontendUrl",
+						NULL };
 	for (int i = 0; from_ctx[i]; i++) {
 		json_t *v = json_object_get(ctx, from_ctx[i]);
 		if (v && !json_is_null(v))
 			json_object_set(op, from_ctx[i], v);
 	}
-	if (!json_object_get(op, "flowVersion")) {
+	if (!r->flow_version || json_is_null(r->flow_version)) {
 		json_decref(op);
 		return status_result(r, "INTERNAL_ERROR", "the app's run context has no flowVersion");
 	}
@@ -669,6 +702,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 	/* Whether the engine said anything about this operation yet: until it does, it has
 	 * started no step, so nothing of the run has happened. */
 	int heard = 0, restarted = 0;
+	with_flow(s, op, ctx);
 	int sent = reply_engine(s, json_incref(op));
 	for (;;) {
 		char *line = NULL;
@@ -692,6 +726,7 @@ static json_t *drive_engine(struct job_run *r, json_t *ctx, int64_t deadline)
 					return status_result(r, "INTERNAL_ERROR", err.msg);
 				}
 				snprintf(s->engine.run_id, sizeof s->engine.run_id, "%s", r->run_id);
+				with_flow(s, op, ctx);
 				sent = reply_engine(s, json_incref(op));
 				continue;
 			}

@@ -153,6 +153,7 @@ static void expect_dump(const json_t *v, const char *want)
 {
 	char *got = fl_json_dump(v);
 	assert_string_equal(got, want);
+	assert_int_equal(fl_json_length(v), strlen(got));
 	free(got);
 }
 
@@ -208,6 +209,14 @@ static void test_json_numbers(void **state)
 		json_decref(v);
 	}
 
+	/* The length without the text: escapes, keys, nesting, empty containers. */
+	json_t *mixed = json_pack("{s:s, s:[i, f, n, b, {}, []], s:{s:s}}", "q\"\\\n\x01", "a\tb\x1f\x7f",
+				  "list", -12, 0.25, 0, "nested", "k", "\b\f\r");
+	char *text = fl_json_dump(mixed);
+	assert_int_equal(fl_json_length(mixed), strlen(text));
+	free(text);
+	json_decref(mixed);
+
 	char num[32];
 	assert_string_equal(fl_json_format_number(NAN, num), "NaN");
 	assert_string_equal(fl_json_format_number(-INFINITY, num), "-Infinity");
@@ -227,6 +236,7 @@ static void expect_loads_like_jansson_with(const char *text, size_t flags)
 	assert_true(json_equal(want, got));
 	char *a = fl_json_dump(want), *b = fl_json_dump(got);
 	assert_string_equal(a, b);
+	assert_int_equal(fl_json_length(got), strlen(b));
 	free(a);
 	free(b);
 	json_decref(want);

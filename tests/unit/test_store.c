@@ -135,6 +135,28 @@ static int start(struct store *s, const char *run_id, const char *job_id, const 
 	if (!rc) {
 		assert_int_equal(run.status, STORE_RUN_RUNNING);
 		assert_int_equal(run.attempt, *attempt);
+		/* The run a start returns is the row as the start left it. */
+		struct store_run now;
+		assert_int_equal(store_run_get(s, run_id, &now, E), 0);
+		assert_int_equal(run.status, now.status);
+		assert_int_equal(run.start_time, now.start_time);
+		assert_int_equal(run.updated_at, now.updated_at);
+		assert_int_equal(run.synchronous, now.synchronous);
+		assert_int_equal(run.retries, now.retries);
+		assert_int_equal(run.requeues, now.requeues);
+		const char *a[] = { run.id, run.flow_id, run.flow_version_id, run.trigger_output,
+				    run.job_id, run.steps, run.failed_step, run.response,
+				    run.waitpoint_id, run.resume_payload, run.retry_of };
+		const char *b[] = { now.id, now.flow_id, now.flow_version_id, now.trigger_output,
+				    now.job_id, now.steps, now.failed_step, now.response,
+				    now.waitpoint_id, now.resume_payload, now.retry_of };
+		for (size_t i = 0; i < sizeof a / sizeof *a; i++) {
+			if (!a[i] || !b[i])
+				assert_true(a[i] == b[i]);
+			else
+				assert_string_equal(a[i], b[i]);
+		}
+		store_run_release(&now);
 		store_run_release(&run);
 	}
 	return rc;

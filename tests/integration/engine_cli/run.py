@@ -249,6 +249,39 @@ def test_engine():
     ev = e.recv()
     check(ev["type"] == "finished" and ev["status"] == "INTERNAL_ERROR" and "EMPTY" in
           ev["error"], "invalid flow finishes with an error: %s" % ev)
+
+    # Versions sent with their id are kept: an operation may then give the id alone.
+    def run_kept(run_id, **op):
+        e.send(dict({"type": "run", "runId": run_id, "triggerOutput": {"v": "x"}}, **op))
+        while True:
+            ev = e.recv()
+            if ev["type"] == "store":
+                e.send({"type": "store_result", "found": True, "value": "kept"})
+            elif ev["type"] == "step_finished" and ev["ack"]:
+                e.send({"type": "ack"})
+            elif ev["type"] == "finished":
+                return ev
+    ev = run_kept("RunE00000000000000005", flowVersionId="V1", flowVersion=flow)
+    check(ev["status"] == "SUCCEEDED", "a version sent with its id runs: %s" % ev)
+    ev = run_kept("RunE00000000000000006", flowVersionId="V1")
+    check(ev["status"] == "SUCCEEDED" and ev["result"]["response"]["body"] == "kept",
+          "the id alone runs the kept version: %s" % ev)
+    ev = run_kept("RunE00000000000000007", flowVersionId="V9")
+    check(ev["status"] == "INTERNAL_ERROR" and "keeps no version 'V9'" in ev["error"],
+          "an id the engine does not keep is an error: %s" % ev)
+    bad = {"trigger": {"name": "trigger", "type": "EMPTY"}}
+    first = run_kept("RunE00000000000000008", flowVersionId="VBAD", flowVersion=bad)
+    again = run_kept("RunE00000000000000009", flowVersionId="VBAD")
+    check(again["status"] == "INTERNAL_ERROR" and again["error"] == first["error"],
+          "a kept invalid version gives its error again: %s / %s" % (first, again))
+    # The oldest goes out first: four versions after V1 (VBAD, V2, V3, V4), V1 is gone.
+    for i in range(2, 5):
+        run_kept("RunF0000000000000000%d" % i, flowVersionId="V%d" % i, flowVersion=flow)
+    ev = run_kept("RunG00000000000000001", flowVersionId="V1")
+    check(ev["status"] == "INTERNAL_ERROR" and "keeps no version 'V1'" in ev["error"],
+          "the oldest version goes out once more are sent: %s" % ev)
+    ev = run_kept("RunG00000000000000002", flowVersionId="V2")
+    check(ev["status"] == "SUCCEEDED", "the later versions are kept: %s" % ev)
     check(e.close() == 0, "EOF ends the engine with 0")
 
     # Garbage on stdin: exit 3, not a crash.
