@@ -20,8 +20,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* How often a plain engine's RSS is compared with its limit while we wait for it. */
-#define MEMORY_WATCH_MS 50
+/* How often a plain engine's RSS is compared with its limit while we wait for it. A reading
+ * costs a few µs; between two of them an engine filling memory can add about 10 MB per ms, and
+ * all of that is past the limit by the time it is killed. */
+#define MEMORY_WATCH_MS 10
 
 static void proc_init(struct wk_proc *p, int64_t memory_limit_kb)
 {
