@@ -894,19 +894,24 @@ static int start_locked(struct store *s, struct store_conn *c, const struct stor
 			return fl_err_set(err, FL_ECONFLICT, "run '%s' is paused", st->run_id);
 		resume_delay = 1;
 	}
-	int64_t changes = 0;
-	rc = s->drv->exec(c,
-			  "UPDATE runs SET status = 'RUNNING', attempt = attempt + 1, "
-			  "start_time = COALESCE(start_time, ?), updated_at = ?, "
-			  "job_id = COALESCE(?, job_id) WHERE id = ? AND attempt = ? AND status = ?",
-			  P(I(st->now), I(st->now), T(st->job_id), T(st->run_id), I(run->attempt),
-			    T(store_run_status_name(run->status))),
-			  &changes, err);
-	if (!rc && !changes)
+	/* One statement moves the run on and gives back its row as it now is: on PostgreSQL the
+	 * first read locked nothing, and a writer may since have changed a column that the
+	 * guard does not look at. */
+	int next = run->attempt + 1;
+	struct store_run now;
+	memset(&now, 0, sizeof now);
+	struct one o = { &now, 0, read_run };
+	rc = s->drv->query(c,
+			   "UPDATE runs SET status = 'RUNNING', attempt = attempt + 1, "
+			   "start_time = COALESCE(start_time, ?), updated_at = ?, "
+			   "job_id = COALESCE(?, job_id), "
+			   "resume_payload = CASE WHEN ? = 1 THEN NULL ELSE resume_payload END "
+			   "WHERE id = ? AND attempt = ? AND status = ? RETURNING " RUN_COLS,
+			   P(I(st->now), I(st->now), T(st->job_id), I(resume_delay), T(st->run_id),
+			     I(run->attempt), T(store_run_status_name(run->status))),
+			   one_row, &o, err);
+	if (!rc && !o.found)
 		rc = fl_err_set(err, FL_ECONFLICT, "run '%s' changed while starting", st->run_id);
-	if (!rc && resume_delay)
-		rc = s->drv->exec(c, "UPDATE runs SET resume_payload = NULL WHERE id = ?",
-				  P(T(st->run_id)), NULL, err);
 	if (!rc)
 		rc = close_attempt(s, c, st->run_id, "ABANDONED", st->now, err);
 	if (!rc)
@@ -914,36 +919,17 @@ static int start_locked(struct store *s, struct store_conn *c, const struct stor
 				  "INSERT INTO run_attempts (run_id, attempt, job_id, delivery, worker, "
 				  "execution_type, started_at, replayed) VALUES (?, ?, ?, ?, ?, ?, ?, "
 				  "(SELECT COUNT(*) FROM steps WHERE run_id = ?))",
-				  P(T(st->run_id), I(run->attempt + 1), T(st->job_id), T(st->delivery),
+				  P(T(st->run_id), I(next), T(st->job_id), T(st->delivery),
 				    T(st->worker), T(st->execution_type), I(st->now), T(st->run_id)),
 				  NULL, err);
-	if (rc)
+	if (rc) {
+		store_run_release(&now);
 		return rc;
-	if (s->drv->row_locks) {
-		/* Read again: the first read locked nothing, and a writer may have changed a
-		 * column the update's guard does not look at in between. */
-		store_run_release(run);
-		rc = get_run(s, c, st->run_id, run, err);
-	} else {
-		/* The transaction has held the write lock since it began (SQLite's BEGIN
-		 * IMMEDIATE): the row is the one read, with what the updates above changed. */
-		run->status = STORE_RUN_RUNNING;
-		run->attempt++;
-		if (!run->start_time)
-			run->start_time = st->now;
-		run->updated_at = st->now;
-		if (st->job_id) {
-			fl_free(run->job_id);
-			run->job_id = fl_strdup(st->job_id);
-		}
-		if (resume_delay) {
-			fl_free(run->resume_payload);
-			run->resume_payload = NULL;
-		}
 	}
-	if (!rc)
-		*attempt = run->attempt;
-	return rc;
+	store_run_release(run);
+	*run = now;
+	*attempt = run->attempt;
+	return 0;
 }
 
 static int list_steps(struct store *s, struct store_conn *c, const char *run_id,
