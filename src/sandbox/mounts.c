@@ -193,18 +193,22 @@ static void tree_build(struct sb_plan *p)
 		return;
 	/* Each mount gets its attributes before it joins the tree: the kernel changes the
 	 * mounts inside a detached tree only all at once. */
-	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-				 .propagation = MS_PRIVATE };
-	struct mount_attr dev = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
-				  .attr_clr = MOUNT_ATTR_NODEV, .propagation = MS_PRIVATE };
-	int t = (int)syscall(SYS_open_tree, AT_FDCWD, p->skeleton, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	struct mount_attr ro = {.attr_set =
+				    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+				.propagation = MS_PRIVATE};
+	struct mount_attr dev = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
+				 .attr_clr = MOUNT_ATTR_NODEV,
+				 .propagation = MS_PRIVATE};
+	int t =
+	    (int)syscall(SYS_open_tree, AT_FDCWD, p->skeleton, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	int ok = t >= 0 && !syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH, &ro, sizeof ro);
 	for (size_t i = 0; ok && i < p->n_ops; i++) {
 		const struct sb_op *op = &p->ops[i];
 		if ((op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV) || under_tmp(op))
 			continue;
 		const struct mount_attr *a = op->kind == SB_OP_BIND_DEV ? &dev : &ro;
-		int s = (int)syscall(SYS_open_tree, AT_FDCWD, op->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		int s = (int)syscall(SYS_open_tree, AT_FDCWD, op->src,
+				     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 		ok = s >= 0 && !syscall(SYS_mount_setattr, s, "", AT_EMPTY_PATH, a, sizeof *a) &&
 		     !syscall(SYS_move_mount, s, "", t, op->show + 1, MOVE_MOUNT_F_EMPTY_PATH);
 		if (s >= 0)

@@ -56,8 +56,8 @@ int wk_app_call(const struct wk_call *c, const char *method, const char *path, c
 		if (c->local) {
 			char *body_out = NULL;
 			size_t body_out_len = 0;
-			rc = c->local(c->local_arg, method, path, auth, body, body_len, &resp.status, &reply_json, &body_out,
-				      &body_out_len);
+			rc = c->local(c->local_arg, method, path, auth, body, body_len,
+				      &resp.status, &reply_json, &body_out, &body_out_len);
 			if (rc)
 				fl_err_set(&e, rc, "the app in this process failed the request");
 			resp.body = body_out;
