@@ -90,27 +90,33 @@ void fl_buf_addf(struct fl_buf *b, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* How c is written in a JSON string: the escapes JSON.stringify uses, so that every JSON text
+ * flowd writes matches it. Returns 0 for a character written as itself, else the length of its
+ * escape: a short one in *esc, or NULL for \u00XX. */
+static int json_escape(unsigned char c, const char **esc)
+{
+	*esc = NULL;
+	switch (c) {
+	case '"': *esc = "\\\""; return 2;
+	case '\\': *esc = "\\\\"; return 2;
+	case '\b': *esc = "\\b"; return 2;
+	case '\f': *esc = "\\f"; return 2;
+	case '\n': *esc = "\\n"; return 2;
+	case '\r': *esc = "\\r"; return 2;
+	case '\t': *esc = "\\t"; return 2;
+	default: return c >= 0x20 ? 0 : 6;
+	}
+}
+
 void fl_buf_add_json_escaped(struct fl_buf *b, const char *s, size_t len)
 {
-	/* The escapes JSON.stringify uses, so that every JSON text flowd writes matches it. */
 	static const char hex[] = "0123456789abcdef";
 	size_t run = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		const char *esc;
-		switch (c) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
-		default:
-			if (c >= 0x20)
-				continue;
-			esc = NULL;
-		}
+		if (!json_escape(c, &esc))
+			continue;
 		fl_buf_add(b, s + run, i - run);
 		run = i + 1;
 		if (esc) {
@@ -121,6 +127,17 @@ void fl_buf_add_json_escaped(struct fl_buf *b, const char *s, size_t len)
 		}
 	}
 	fl_buf_add(b, s + run, len - run);
+}
+
+size_t fl_json_escaped_length(const char *s, size_t len)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		const char *esc;
+		int w = json_escape((unsigned char)s[i], &esc);
+		n += w ? (size_t)w : 1;
+	}
+	return n;
 }
 
 char *fl_buf_detach(struct fl_buf *b, size_t *len)

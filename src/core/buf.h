@@ -28,6 +28,8 @@ void fl_buf_vaddf(struct fl_buf *b, const char *fmt, va_list ap);
 /* Appends s as the body of a JSON string (escaped as JSON.stringify escapes it, without the
  * surrounding quotes). */
 void fl_buf_add_json_escaped(struct fl_buf *b, const char *s, size_t len);
+/* The length of what fl_buf_add_json_escaped appends for s. */
+size_t fl_json_escaped_length(const char *s, size_t len);
 /* Returns the heap string (the caller frees it with fl_free) and re-initialises b. */
 char *fl_buf_detach(struct fl_buf *b, size_t *len);
 

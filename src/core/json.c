@@ -364,11 +364,11 @@ static void newline(struct fl_buf *b, unsigned flags, int depth)
 
 static void write_value(struct fl_buf *b, const json_t *v, unsigned flags, int depth);
 
-/* As printf's %lld writes it, without the cost of a format string for every number. */
-static void write_integer(struct fl_buf *b, json_int_t i)
+/* i as printf's %lld writes it, without the cost of a format string for every number: the
+ * text ends at the end of digits, and starts where the return value points. */
+static const char *integer_text(json_int_t i, char digits[24])
 {
-	char digits[24];
-	char *p = digits + sizeof digits;
+	char *p = digits + 24;
 	unsigned long long u = i < 0 ? 0ULL - (unsigned long long)i : (unsigned long long)i;
 	do {
 		*--p = (char)('0' + u % 10);
@@ -376,6 +376,13 @@ static void write_integer(struct fl_buf *b, json_int_t i)
 	} while (u);
 	if (i < 0)
 		*--p = '-';
+	return p;
+}
+
+static void write_integer(struct fl_buf *b, json_int_t i)
+{
+	char digits[24];
+	const char *p = integer_text(i, digits);
 	fl_buf_add(b, p, (size_t)(digits + sizeof digits - p));
 }
 
@@ -470,22 +477,7 @@ void fl_json_dump_buf(struct fl_buf *b, const json_t *value)
 	fl_json_write(b, value, 0);
 }
 
-/* The length of what fl_json_dump writes for a string's body: the escapes it uses are two
- * characters, or six for the other control characters. */
-static size_t escaped_length(const char *s, size_t len)
-{
-	size_t n = len;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			n++;
-		else if (c < 0x20)
-			n += c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t' ? 1 : 5;
-	}
-	return n;
-}
-
-static size_t value_length(const json_t *v)
+size_t fl_json_length(const json_t *v)
 {
 	char num[32];
 	switch (json_typeof(v)) {
@@ -493,25 +485,19 @@ static size_t value_length(const json_t *v)
 	case JSON_TRUE: return 4;
 	case JSON_FALSE: return 5;
 	case JSON_INTEGER: {
-		json_int_t i = json_integer_value(v);
-		unsigned long long u = i < 0 ? 0ULL - (unsigned long long)i : (unsigned long long)i;
-		size_t n = i < 0 ? 2 : 1;
-		while (u >= 10) {
-			u /= 10;
-			n++;
-		}
-		return n;
+		char digits[24];
+		return (size_t)(digits + sizeof digits - integer_text(json_integer_value(v), digits));
 	}
 	case JSON_REAL: {
 		double d = json_real_value(v);
 		return isfinite(d) ? strlen(fl_json_format_number(d, num)) : 4;
 	}
-	case JSON_STRING: return 2 + escaped_length(json_string_value(v), json_string_length(v));
+	case JSON_STRING: return 2 + fl_json_escaped_length(json_string_value(v), json_string_length(v));
 	case JSON_ARRAY: {
 		size_t n = json_array_size(v);
 		size_t total = n ? n + 1 : 2; /* brackets and the commas between */
 		for (size_t i = 0; i < n; i++)
-			total += value_length(json_array_get(v, i));
+			total += fl_json_length(json_array_get(v, i));
 		return total;
 	}
 	case JSON_OBJECT: {
@@ -520,17 +506,13 @@ static size_t value_length(const json_t *v)
 		const char *k;
 		json_t *member;
 		json_object_foreach((json_t *)v, k, member)
-			total += 3 + escaped_length(k, strlen(k)) + value_length(member);
+			total += 3 + fl_json_escaped_length(k, strlen(k)) + fl_json_length(member);
 		return total;
 	}
 	}
 	return 0;
 }
 
-size_t fl_json_length(const json_t *value)
-{
-	return value_length(value);
-}
 
 const char *fl_json_type_name(const json_t *value)
 {
