@@ -46,6 +46,7 @@ static const char *const scratch_candidates[] = {
 };
 
 SB_CHILD static int under_tmp(const struct sb_op *op);
+SB_CHILD static int is_bind(const struct sb_op *op);
 
 static char *own(struct sb_plan *p, char *s)
 {
@@ -204,7 +205,7 @@ static void tree_build(struct sb_plan *p)
 	int ok = t >= 0 && !syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH, &ro, sizeof ro);
 	for (size_t i = 0; ok && i < p->n_ops; i++) {
 		const struct sb_op *op = &p->ops[i];
-		if ((op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV) || under_tmp(op))
+		if (!is_bind(op) || under_tmp(op))
 			continue;
 		const struct mount_attr *a = op->kind == SB_OP_BIND_DEV ? &dev : &ro;
 		int s = (int)syscall(SYS_open_tree, AT_FDCWD, op->src,
@@ -357,6 +358,18 @@ SB_CHILD static int under_tmp(const struct sb_op *op)
 	return t[0] == '/' && t[1] == 't' && t[2] == 'm' && t[3] == 'p' && t[4] == '/';
 }
 
+SB_CHILD static int is_bind(const struct sb_op *op)
+{
+	return op->kind == SB_OP_BIND || op->kind == SB_OP_BIND_DEV;
+}
+
+/* Whether the child opens op's source itself: every bind's, except with a copy of the plan's
+ * tree, which holds all but those under /tmp. */
+SB_CHILD static int child_opens(const struct sb_launch *l, const struct sb_op *op)
+{
+	return is_bind(op) && (l->root_fd < 0 || under_tmp(op));
+}
+
 /* Runs in the new root (the working directory), on the path relative to it. source_fd: for a
  * bind, a detached clone of the source (open_tree) when tree is set, else an O_PATH fd of it.
  * made: the root is the plan's skeleton, which has the directories, links and mount points. */
@@ -365,7 +378,7 @@ SB_CHILD static void apply_op(struct sb_launch *l, const struct sb_op *op, int s
 {
 	const char *dst = op->show + 1;
 	long r;
-	if (made && op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV)
+	if (made && !is_bind(op))
 		return;
 	switch (op->kind) {
 	case SB_OP_MKDIR:
@@ -408,15 +421,13 @@ SB_CHILD static long open_sources(struct sb_launch *l, int *fds, int trees)
 	const struct sb_plan *p = l->plan;
 	for (size_t i = 0; i < p->n_ops; i++) {
 		const struct sb_op *op = &p->ops[i];
-		if ((op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV) ||
-		    (l->root_fd >= 0 && !under_tmp(op)))
+		if (!child_opens(l, op))
 			continue;
 		long r = trees ? sb_sys3(SYS_open_tree, AT_FDCWD, op->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
 			       : sb_sys4(SYS_openat, AT_FDCWD, op->src, O_PATH | O_CLOEXEC, 0);
 		if (trees && (r == -ENOSYS || r == -EPERM)) {
 			for (size_t j = 0; j < i; j++)
-				if ((p->ops[j].kind == SB_OP_BIND || p->ops[j].kind == SB_OP_BIND_DEV) &&
-				    (l->root_fd < 0 || under_tmp(&p->ops[j])))
+				if (child_opens(l, &p->ops[j]))
 					sb_sys1(SYS_close, fds[j]);
 			return r;
 		}
@@ -446,7 +457,7 @@ SB_CHILD static void make_read_only(struct sb_launch *l)
 	} else {
 		for (size_t i = 0; i < p->n_ops; i++) {
 			const struct sb_op *op = &p->ops[i];
-			if ((op->kind != SB_OP_BIND && op->kind != SB_OP_BIND_DEV) || under_tmp(op))
+			if (!is_bind(op) || under_tmp(op))
 				continue;
 			if ((r = remount_ro(op->dst, op->kind == SB_OP_BIND_DEV)))
 				FAIL(r, "cannot make read-only", op->show);
@@ -471,22 +482,22 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 		trees = 0;
 	if (!trees)
 		open_sources(l, source_fds, 0);
-	long skeleton = -1;
-	if (l->root_fd >= 0)
-		skeleton = l->root_fd;
-	else if (trees && p->skeleton &&
-	    (skeleton = sb_sys3(SYS_open_tree, AT_FDCWD, p->skeleton, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0)
-		FAIL(skeleton, "cannot bind the root from", p->skeleton);
+	/* The root to move onto the scratch directory: the copy of the plan's tree, or a clone of
+	 * its skeleton; -1: a tmpfs. */
+	long root = l->root_fd;
+	if (root < 0 && trees && p->skeleton &&
+	    (root = sb_sys3(SYS_open_tree, AT_FDCWD, p->skeleton, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0)
+		FAIL(root, "cannot bind the root from", p->skeleton);
 	/* ...while files are created with the sandbox's ids: a file system of this user
 	 * namespace refuses to create inodes owned by an id it does not map (host root). */
 	sb_sys1(SYS_setfsgid, l->gid);
 	sb_sys1(SYS_setfsuid, l->uid);
 	if (sb_sys1(SYS_setfsgid, -1) != (long)l->gid || sb_sys1(SYS_setfsuid, -1) != (long)l->uid)
 		FAIL(-EPERM, "cannot switch file system ids", NULL);
-	if (skeleton >= 0) {
-		if ((r = sb_sys5(SYS_move_mount, skeleton, "", AT_FDCWD, p->scratch, MOVE_MOUNT_F_EMPTY_PATH)))
+	if (root >= 0) {
+		if ((r = sb_sys5(SYS_move_mount, root, "", AT_FDCWD, p->scratch, MOVE_MOUNT_F_EMPTY_PATH)))
 			FAIL(r, "cannot bind the root on", p->scratch);
-		sb_sys1(SYS_close, skeleton);
+		sb_sys1(SYS_close, root);
 	} else if ((r = sb_sys5(SYS_mount, "tmpfs", p->scratch, "tmpfs", MS_NOSUID | MS_NODEV,
 				l->root_opts))) {
 		FAIL(r, "cannot mount the root tmpfs on", p->scratch);
@@ -500,7 +511,7 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 	if (l->root_fd < 0) {
 		for (size_t i = 0; i < p->n_ops; i++)
 			if (!under_tmp(&p->ops[i]))
-				apply_op(l, &p->ops[i], source_fds[i], trees, skeleton >= 0);
+				apply_op(l, &p->ops[i], source_fds[i], trees, root >= 0);
 		make_read_only(l);
 	}
 
@@ -513,8 +524,7 @@ SB_CHILD void sb__child_mounts(struct sb_launch *l)
 		if (!under_tmp(op))
 			continue;
 		apply_op(l, op, source_fds[i], trees, 0);
-		if ((op->kind == SB_OP_BIND || op->kind == SB_OP_BIND_DEV) &&
-		    (r = remount_ro(op->dst, 0)))
+		if (is_bind(op) && (r = remount_ro(op->dst, 0)))
 			FAIL(r, "cannot make read-only", op->show);
 	}
 	/* Mounted while the host's /proc is still visible: the kernel only lets a user namespace

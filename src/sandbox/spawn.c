@@ -497,8 +497,6 @@ int sb__clone(const struct sb_spawn_req *req, pid_t *pid_out, int *pidfd_out, st
 	 * moves into its mount namespace. Without one, the child binds it all itself. */
 	if (host->mount_tree && req->plan->tree >= 0)
 		l->root_fd = (int)syscall(SYS_open_tree, req->plan->tree, "", SB_TREE_COPY);
-	if (l->root_fd < 0)
-		l->root_fd = -1;
 
 	int pidfd = -1;
 	pid_t pid = -1;
