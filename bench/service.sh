@@ -72,63 +72,54 @@ wrk.body = '{"n":21}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
 
-engines_of() {
-  local p
-  for p in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-    [ "$(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | cut -d' ' -f2)" = engine ] && echo "$p"
-  done
-}
-redis_of() {
-  local p
-  for p in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-    tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | grep -q '^redis-server' && echo "$p"
-  done
-}
-# CPU time (user + system, in clock ticks) of flowd, of its engines and of redis-server: on a
-# shared machine, CPU per request says more about the cost than the rate does.
-ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
-cpu_snapshot() {
-  local e=0 r=0 p
-  for p in $(engines_of); do e=$((e + $(ticks "$p"))); done
-  for p in $(redis_of); do r=$((r + $(ticks "$p"))); done
-  echo "$(ticks "$pid") $e $r"
-}
-# Resident memory, sampled every 0.5 s during the measured run; peak of each group. One
-# long-lived process samples, so that the sampling itself takes next to no CPU from the
-# service it measures (a shell loop forking tr, cut and awk took several percent of a core).
-sample() {
-  exec python3 - "$pid" "$dir/rss" <<'PY'
+# The processes measured: flowd, its engines and its redis-server, told apart by their
+# command lines. `procs.py cpu` prints their CPU time (user + system, clock ticks, the engines
+# and redis summed): on a shared machine, CPU per request says more about the cost than the
+# rate does. `procs.py rss FILE` samples resident memory every 0.5 s until killed, writing the
+# peak of each group to FILE; one long-lived process, so that sampling takes next to no CPU from
+# the service it measures.
+cat >"$dir/procs.py" <<'PY'
 import glob, sys, time
-pid, out = sys.argv[1], sys.argv[2]
+pid = sys.argv[1]
 def read(path):
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError:
         return b""
+def groups():
+    kids = b" ".join(read(f) for f in glob.glob("/proc/%s/task/*/children" % pid)).split()
+    engines, redis = [], []
+    for k in (k.decode() for k in kids):
+        argv = read("/proc/%s/cmdline" % k).split(b"\0")
+        if len(argv) > 1 and argv[1] == b"engine":
+            engines.append(k)
+        elif argv[0].startswith(b"redis-server"):
+            redis.append(k)
+    return engines, redis
+def ticks(p):
+    f = read("/proc/%s/stat" % p).rsplit(b")", 1)[-1].split()
+    return int(f[11]) + int(f[12]) if len(f) > 12 else 0
 def rss_kb(p):
     for line in read("/proc/%s/status" % p).splitlines():
         if line.startswith(b"VmRSS:"):
             return int(line.split()[1])
     return 0
+if sys.argv[2] == "cpu":
+    engines, redis = groups()
+    print(ticks(pid), sum(map(ticks, engines)), sum(map(ticks, redis)))
+    sys.exit(0)
 peak = [0, 0, 0, 0]  # flowd, engines (sum), engines (count), redis-server
 while True:
-    kids = b" ".join(read(f) for f in glob.glob("/proc/%s/task/*/children" % pid)).split()
-    engines, redis = [], []
-    for k in kids:
-        argv = read("/proc/%s/cmdline" % k.decode()).split(b"\0")
-        if len(argv) > 1 and argv[1] == b"engine":
-            engines.append(k.decode())
-        elif argv[0].startswith(b"redis-server"):
-            redis.append(k.decode())
-    now = [rss_kb(pid), sum(rss_kb(e) for e in engines), len(engines),
-           max([rss_kb(r) for r in redis] or [0])]
+    engines, redis = groups()
+    now = [rss_kb(pid), sum(map(rss_kb, engines)), len(engines), max(map(rss_kb, redis), default=0)]
     peak = [max(a, b) for a, b in zip(peak, now)]
-    with open(out, "w") as f:
+    with open(sys.argv[3], "w") as f:
         f.write("%d %d %d %d\n" % tuple(peak))
     time.sleep(0.5)
 PY
-}
+cpu_snapshot() { python3 "$dir/procs.py" "$pid" cpu; }
+sample() { exec python3 "$dir/procs.py" "$pid" rss "$dir/rss"; }
 
 # Warm up (engines started, JIT warm, SQLite pages cached), then measure.
 wrk -t"$threads" -c"$conns" -d5s -s "$dir/post.lua" "$url" >/dev/null
