@@ -49,21 +49,22 @@ static int open_knob(const struct sb_cgroup *cg, const char *knob, int flags)
 	return open(path, flags | O_CLOEXEC);
 }
 
-/* Reads a knob whole into buf (NUL-terminated) through fd, or by its path when fd < 0. Returns
- * its length or -errno. */
+/* Reads a knob whole into buf (NUL-terminated) through fd, or by opening it when fd < 0.
+ * Returns its length or -errno. */
 static ssize_t read_knob(const struct sb_cgroup *cg, int fd, const char *knob, char *buf, size_t size)
 {
-	if (fd < 0) {
-		char path[1024];
-		snprintf(path, sizeof path, "%s/%s", cg->path, knob);
-		return sb__read_file(path, buf, size);
-	}
+	int own = fd < 0 ? open_knob(cg, knob, O_RDONLY) : -1;
+	if (fd < 0 && own < 0)
+		return -errno;
 	ssize_t n;
-	while ((n = pread(fd, buf, size - 1, 0)) < 0 && errno == EINTR)
+	while ((n = pread(fd < 0 ? own : fd, buf, size - 1, 0)) < 0 && errno == EINTR)
 		;
 	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
+		n = -errno;
+	else
+		buf[n] = '\0';
+	if (own >= 0)
+		close(own);
 	return n;
 }
 

@@ -160,7 +160,10 @@ static int trial_cgroup(struct sb_host *h, const char *parent, int version)
 		snprintf(h->cgroup_why, sizeof h->cgroup_why, "cgroup v%d: cannot set a memory limit in '%s': %s",
 			 version, dir, strerror(-rc));
 	h->memory_peak = knob_exists(dir, version == 2 ? "memory.peak" : "memory.max_usage_in_bytes");
-	struct sb_cgroup cg = { .version = version, .path = dir, .procs_fd = -1, .events_fd = -1, .peak_fd = -1 };
+	struct sb_cgroup cg;
+	sb__cgroup_init(&cg);
+	cg.version = version;
+	cg.path = dir;
 	h->oom_count = sb__cgroup_oom_kills(&cg) >= 0;
 	if (version == 2)
 		h->cgroup_pids = knob_exists(dir, "pids.max");
