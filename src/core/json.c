@@ -107,14 +107,34 @@ static int fast_string(struct fast *f, const char **s, size_t *len)
 
 static json_t *fast_value(struct fast *f, int depth);
 
+/* Whether the container ends here: takes the space before and the closing character. */
+static int fast_closes(struct fast *f, char close)
+{
+	skip_space(f);
+	if (*f->p != close)
+		return 0;
+	f->p++;
+	return 1;
+}
+
+/* After a member or an element: 1 when the container ends, 0 after the comma to the next one
+ * (taken, and the space after it), -1 for anything else. */
+static int fast_next(struct fast *f, char close)
+{
+	if (fast_closes(f, close))
+		return 1;
+	if (*f->p != ',')
+		return -1;
+	f->p++;
+	skip_space(f);
+	return 0;
+}
+
 static json_t *fast_object(struct fast *f, int depth)
 {
 	json_t *o = json_object();
-	skip_space(f);
-	if (*f->p == '}') {
-		f->p++;
+	if (fast_closes(f, '}'))
 		return o;
-	}
 	for (;;) {
 		const char *key;
 		size_t key_len;
@@ -139,17 +159,11 @@ static json_t *fast_object(struct fast *f, int depth)
 		int rc = v ? json_object_setn_new_nocheck(o, key_copy, key_len, v) : -1;
 		if (key_copy != small)
 			fl_free(key_copy);
-		if (rc)
-			goto fail;
-		skip_space(f);
-		if (*f->p == '}') {
-			f->p++;
+		int next = rc ? -1 : fast_next(f, '}');
+		if (next > 0)
 			return o;
-		}
-		if (*f->p != ',')
+		if (next < 0)
 			goto fail;
-		f->p++;
-		skip_space(f);
 	}
 fail:
 	json_decref(o);
@@ -159,24 +173,15 @@ fail:
 static json_t *fast_array(struct fast *f, int depth)
 {
 	json_t *a = json_array();
-	skip_space(f);
-	if (*f->p == ']') {
-		f->p++;
+	if (fast_closes(f, ']'))
 		return a;
-	}
 	for (;;) {
 		json_t *v = fast_value(f, depth + 1);
-		if (!v || json_array_append_new(a, v))
-			goto fail;
-		skip_space(f);
-		if (*f->p == ']') {
-			f->p++;
+		int next = !v || json_array_append_new(a, v) ? -1 : fast_next(f, ']');
+		if (next > 0)
 			return a;
-		}
-		if (*f->p != ',')
+		if (next < 0)
 			goto fail;
-		f->p++;
-		skip_space(f);
 	}
 fail:
 	json_decref(a);
